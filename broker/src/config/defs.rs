@@ -1,0 +1,186 @@
+//! The table of every configuration key the broker understands. `docs/CONFIGURATION.md` is
+//! written from this table; a test keeps the two in step.
+
+/// Kafka's config types, numbered as DescribeConfigs v3+ reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    /// true/false.
+    Boolean = 1,
+    /// Free text.
+    String = 2,
+    /// 32-bit integer.
+    Int = 3,
+    /// 64-bit integer.
+    Long = 5,
+    /// Floating point.
+    Double = 6,
+    /// Comma-separated list.
+    List = 7,
+    /// A secret; never echoed.
+    Password = 9,
+}
+
+/// A value check beyond the type; the error says why, for the user.
+pub type Check = fn(&str) -> Result<(), String>;
+
+/// One configuration key.
+#[derive(Debug)]
+pub struct ConfigDef {
+    /// Kafka's property name.
+    pub name: &'static str,
+    /// Its type.
+    pub ty: ConfigType,
+    /// The default, as text (`None`: unset).
+    pub default: Option<&'static str>,
+    /// Smallest allowed value for integers.
+    pub min: i64,
+    /// For a topic config: the broker key that supplies its cluster-wide default.
+    pub broker_synonym: Option<&'static str>,
+    /// Whether AlterConfigs may change it at run time (topic configs always may).
+    pub dynamic: bool,
+    /// Extra validation beyond the type.
+    pub check: Option<Check>,
+    /// What it means.
+    pub doc: &'static str,
+}
+
+const fn broker(
+    name: &'static str,
+    ty: ConfigType,
+    default: Option<&'static str>,
+    min: i64,
+    dynamic: bool,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        ty,
+        default,
+        min,
+        broker_synonym: None,
+        dynamic,
+        check: None,
+        doc,
+    }
+}
+
+const fn topic(
+    name: &'static str,
+    synonym: &'static str,
+    ty: ConfigType,
+    min: i64,
+    check: Option<Check>,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        ty,
+        default: None,
+        min,
+        broker_synonym: Some(synonym),
+        dynamic: true,
+        check,
+        doc,
+    }
+}
+
+fn cleanup_policy(v: &str) -> Result<(), String> {
+    for p in v.split(',').map(str::trim) {
+        if !matches!(p, "delete" | "compact") {
+            return Err(format!(
+                "`{p}` is not a cleanup policy; use delete, compact or both"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn timestamp_type(v: &str) -> Result<(), String> {
+    match v {
+        "CreateTime" | "LogAppendTime" => Ok(()),
+        _ => Err("expected CreateTime or LogAppendTime".into()),
+    }
+}
+
+fn compression_type(v: &str) -> Result<(), String> {
+    match v {
+        "producer" => Ok(()),
+        "gzip" | "snappy" | "lz4" | "zstd" | "uncompressed" => Err(format!(
+            "broker-side recompression to `{v}` is not supported; use `producer` (batches are stored as the producer compressed them)"
+        )),
+        _ => Err("expected producer, uncompressed, gzip, snappy, lz4 or zstd".into()),
+    }
+}
+
+fn positive_ratio(v: &str) -> Result<(), String> {
+    match v.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(()),
+        _ => Err("expected a number between 0 and 1".into()),
+    }
+}
+
+use ConfigType::{Boolean, Double, Int, List, Long};
+
+/// Every key, broker keys first, then topic keys.
+pub static DEFS: &[ConfigDef] = &[
+    broker("node.id", Int, Some("1"), 0, false, "This node's id in the cluster (alias `broker.id`)."),
+    broker("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), 0, false, "Where clients connect: comma-separated `NAME://host:port`. An empty host or 0.0.0.0 listens on every interface."),
+    broker("advertised.listeners", List, None, 0, false, "The addresses given to clients in Metadata responses. Defaults to `listeners` (a wildcard host is advertised as `localhost`)."),
+    broker("log.dirs", List, Some("./data"), 0, false, "Directories holding partition logs (alias `log.dir`). The first also holds the broker's metadata."),
+    broker("admin.listener", ConfigType::String, Some("127.0.0.1:9180"), 0, false, "HTTP address serving `/metrics` (Prometheus), `/livez` and `/readyz`."),
+    broker("broker.rack", ConfigType::String, None, 0, false, "The rack (zone) of this broker, reported in Metadata and DescribeCluster."),
+    broker("auto.create.topics.enable", Boolean, Some("true"), 0, false, "Create a topic when a client asks Metadata for one that does not exist."),
+    broker("num.partitions", Int, Some("1"), 1, true, "Partitions of an auto-created topic, and of CreateTopics asking for the default (-1)."),
+    broker("default.replication.factor", Int, Some("1"), 1, true, "Replication factor of auto-created topics and of CreateTopics asking for the default."),
+    broker("delete.topic.enable", Boolean, Some("true"), 0, false, "Whether DeleteTopics is allowed."),
+    broker("socket.request.max.bytes", Int, Some("104857600"), 1, false, "Largest request frame accepted; a larger length prefix closes the connection before anything is allocated."),
+    broker("connections.max.idle.ms", Long, Some("600000"), 1, false, "Idle connections are closed after this long."),
+    broker("log.retention.check.interval.ms", Long, Some("300000"), 1, false, "How often retention (time and size) is applied and `segment.ms` rolls are checked."),
+    broker("log.flush.scheduler.interval.ms", Long, Some("1000"), 1, false, "How often logs are checked for a due `flush.ms` flush."),
+    broker("log.flush.offset.checkpoint.interval.ms", Long, Some("60000"), 1, false, "How often the recovery-point, log-start-offset and high-watermark checkpoint files are written."),
+    broker("log.retention.hours", Int, None, -1, false, "Retention in hours; used when `log.retention.ms` and `log.retention.minutes` are unset (Kafka's default is 168)."),
+    broker("log.retention.minutes", Int, None, -1, false, "Retention in minutes; used when `log.retention.ms` is unset."),
+    broker("log.roll.hours", Int, None, 1, false, "Roll period in hours; used when `log.roll.ms` is unset."),
+    broker("log.cleanup.policy", List, Some("delete"), 0, true, "Default of `cleanup.policy`."),
+    broker("log.retention.ms", Long, Some("604800000"), -1, true, "Default of `retention.ms`."),
+    broker("log.retention.bytes", Long, Some("-1"), -1, true, "Default of `retention.bytes`."),
+    broker("log.segment.bytes", Int, Some("1073741824"), 14, true, "Default of `segment.bytes`."),
+    broker("log.roll.ms", Long, Some("604800000"), 1, true, "Default of `segment.ms`."),
+    broker("log.index.size.max.bytes", Int, Some("10485760"), 8, true, "Default of `segment.index.bytes`."),
+    broker("log.index.interval.bytes", Int, Some("4096"), 0, true, "Default of `index.interval.bytes`."),
+    broker("log.flush.interval.messages", Long, Some("9223372036854775807"), 1, true, "Default of `flush.messages`."),
+    broker("log.flush.interval.ms", Long, Some("9223372036854775807"), 0, true, "Default of `flush.ms`."),
+    broker("message.max.bytes", Int, Some("1048588"), 0, true, "Default of `max.message.bytes`."),
+    broker("log.message.timestamp.type", ConfigType::String, Some("CreateTime"), 0, true, "Default of `message.timestamp.type`."),
+    broker("log.message.timestamp.before.max.ms", Long, Some("9223372036854775807"), 0, true, "Default of `message.timestamp.before.max.ms`."),
+    broker("log.message.timestamp.after.max.ms", Long, Some("3600000"), 0, true, "Default of `message.timestamp.after.max.ms`."),
+    broker("min.insync.replicas", Int, Some("1"), 1, true, "Default of the topic's `min.insync.replicas`."),
+    broker("compression.type", ConfigType::String, Some("producer"), 0, true, "Default of the topic's `compression.type`."),
+    broker("log.cleaner.delete.retention.ms", Long, Some("86400000"), 0, true, "Default of `delete.retention.ms`."),
+    broker("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), 0, true, "Default of `min.cleanable.dirty.ratio`."),
+    broker("log.cleaner.min.compaction.lag.ms", Long, Some("0"), 0, true, "Default of `min.compaction.lag.ms`."),
+    broker("log.cleaner.max.compaction.lag.ms", Long, Some("9223372036854775807"), 1, true, "Default of `max.compaction.lag.ms`."),
+    broker("log.segment.delete.delay.ms", Long, Some("60000"), 0, true, "Default of `file.delete.delay.ms`."),
+    broker("unclean.leader.election.enable", Boolean, Some("false"), 0, true, "Default of the topic's `unclean.leader.election.enable`."),
+    topic("cleanup.policy", "log.cleanup.policy", List, 0, Some(cleanup_policy), "`delete` (retention by time and size), `compact` (keep the latest record per key) or both."),
+    topic("retention.ms", "log.retention.ms", Long, -1, None, "Segments whose newest record is older than this are deleted (-1: keep forever)."),
+    topic("retention.bytes", "log.retention.bytes", Long, -1, None, "Oldest segments are deleted while the partition is larger than this (-1: no limit)."),
+    topic("segment.bytes", "log.segment.bytes", Int, 14, None, "A segment is rolled when it would grow past this size."),
+    topic("segment.ms", "log.roll.ms", Long, 1, None, "A non-empty segment is rolled after this long, so retention can delete it."),
+    topic("segment.index.bytes", "log.index.size.max.bytes", Int, 8, None, "Largest offset index of a segment; a full index rolls the segment."),
+    topic("index.interval.bytes", "log.index.interval.bytes", Int, 0, None, "Bytes of log between two offset-index entries."),
+    topic("flush.messages", "log.flush.interval.messages", Long, 1, None, "fsync after this many messages (default: never by count; rely on replication and the page cache)."),
+    topic("flush.ms", "log.flush.interval.ms", Long, 0, None, "fsync when the oldest unflushed data is this old (default: never by time)."),
+    topic("max.message.bytes", "message.max.bytes", Int, 0, None, "Largest record batch (after compression) the topic accepts; larger ones get MESSAGE_TOO_LARGE."),
+    topic("message.timestamp.type", "log.message.timestamp.type", ConfigType::String, 0, Some(timestamp_type), "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's clock."),
+    topic("message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", Long, 0, None, "With CreateTime, reject batches whose timestamp is further than this in the past."),
+    topic("message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", Long, 0, None, "With CreateTime, reject batches whose timestamp is further than this in the future."),
+    topic("min.insync.replicas", "min.insync.replicas", Int, 1, None, "With acks=all, the fewest in-sync replicas that must have a write (a single-node broker always has one)."),
+    topic("compression.type", "compression.type", ConfigType::String, 0, Some(compression_type), "Only `producer` is supported: batches are stored as the producer compressed them."),
+    topic("delete.retention.ms", "log.cleaner.delete.retention.ms", Long, 0, None, "How long tombstones are kept on a compacted topic."),
+    topic("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", Double, 0, Some(positive_ratio), "Compaction starts when this fraction of the log is uncleaned."),
+    topic("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", Long, 0, None, "A record stays uncompacted for at least this long."),
+    topic("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", Long, 1, None, "A record becomes eligible for compaction at most this long after it is written."),
+    topic("file.delete.delay.ms", "log.segment.delete.delay.ms", Long, 0, None, "Kept for compatibility; deleted segments are unlinked at once (open readers keep their file)."),
+    topic("unclean.leader.election.enable", "unclean.leader.election.enable", Boolean, 0, None, "Allow an out-of-sync replica to become leader, losing data."),
+];

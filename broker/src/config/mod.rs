@@ -1,0 +1,613 @@
+//! Broker and topic configuration, under Kafka's own property names.
+//!
+//! Every key the broker understands is declared once in [`defs`]: its type, default, whether it
+//! is a topic config (and then which broker key is its cluster-wide default, as Kafka's
+//! `log.retention.ms` is for `retention.ms`), and a validator. Everything else — parsing a
+//! properties file, `--override` flags and `MILLRACE_*` variables, answering DescribeConfigs,
+//! validating AlterConfigs, producing a [`millrace_log::LogConfig`] for one topic — reads that
+//! table, so a key cannot be supported in one place and unknown in another.
+//!
+//! Precedence, highest first (Kafka's): a topic's own override (`DYNAMIC_TOPIC_CONFIG`), a dynamic
+//! broker default set with AlterConfigs on the broker resource (`DYNAMIC_DEFAULT_BROKER_CONFIG`),
+//! the static broker config (`STATIC_BROKER_CONFIG`: file, flags, environment), then the default.
+
+mod defs;
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+pub use defs::{ConfigDef, ConfigType, DEFS};
+use millrace_log::{LogConfig, TimestampType};
+
+/// A configuration problem, always naming the key so a person can fix it.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The key is not one the broker knows.
+    #[error("unknown configuration key `{key}`")]
+    Unknown {
+        /// The offending key.
+        key: String,
+    },
+    /// The value does not parse or is out of range.
+    #[error("invalid value `{value}` for configuration `{key}`: {reason}")]
+    Invalid {
+        /// The offending key.
+        key: String,
+        /// The rejected value.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The key exists but cannot be set where it was set (e.g. a broker key on a topic).
+    #[error("configuration `{key}` cannot be set here: {reason}")]
+    NotAllowed {
+        /// The offending key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// A line of a properties file is not `key=value`.
+    #[error("line {line} of {path}: expected `key=value`")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+    },
+}
+
+/// Where a config value came from, with Kafka's DescribeConfigs source codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set on the topic itself.
+    DynamicTopic = 1,
+    /// Set on this broker at run time.
+    DynamicBroker = 2,
+    /// Set as a cluster-wide dynamic default.
+    DynamicDefaultBroker = 3,
+    /// Set in the broker's static configuration.
+    StaticBroker = 4,
+    /// Kafka's default.
+    Default = 5,
+}
+
+/// Looks a key up in the table, following Kafka's aliases (`broker.id` for `node.id`).
+pub fn def(key: &str) -> Option<&'static ConfigDef> {
+    let key = match key {
+        "broker.id" => "node.id",
+        "log.dir" => "log.dirs",
+        other => other,
+    };
+    DEFS.iter().find(|d| d.name == key)
+}
+
+/// The definition of a topic-level key.
+pub fn topic_def(key: &str) -> Option<&'static ConfigDef> {
+    DEFS.iter()
+        .find(|d| d.name == key && d.broker_synonym.is_some())
+}
+
+/// Checks a value against its key's type and validator.
+pub fn validate(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: def.name.to_string(),
+        value: value.to_string(),
+        reason,
+    };
+    match def.ty {
+        ConfigType::Boolean => {
+            if !matches!(value, "true" | "false") {
+                return Err(invalid("expected true or false".into()));
+            }
+        }
+        ConfigType::Int | ConfigType::Long => {
+            let n: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid("expected an integer".into()))?;
+            if def.ty == ConfigType::Int && i32::try_from(n).is_err() {
+                return Err(invalid("out of range for a 32-bit integer".into()));
+            }
+            if n < def.min {
+                return Err(invalid(format!("must be at least {}", def.min)));
+            }
+        }
+        ConfigType::Double => {
+            let x: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid("expected a number".into()))?;
+            if !(0.0..=1.0).contains(&x) {
+                return Err(invalid("must be between 0 and 1".into()));
+            }
+        }
+        ConfigType::String | ConfigType::List | ConfigType::Password => {}
+    }
+    if let Some(check) = def.check {
+        check(value).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+/// A set of `key=value` pairs already validated against the table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Properties(BTreeMap<String, String>);
+
+impl Properties {
+    /// Validates and sets one key (aliases are stored under the canonical name).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let d = def(key).ok_or_else(|| ConfigError::Unknown {
+            key: key.to_string(),
+        })?;
+        validate(d, value)?;
+        self.0.insert(d.name.to_string(), value.trim().to_string());
+        Ok(())
+    }
+
+    /// The value of a key, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Removes a key; true if it was set.
+    pub fn remove(&mut self, key: &str) -> bool {
+        self.0.remove(key).is_some()
+    }
+
+    /// All set keys, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Parses a Java-style properties file (`key=value` or `key: value`, `#`/`!` comments).
+    pub fn parse_file_text(path: &str, text: &str) -> Result<Properties, ConfigError> {
+        let mut props = Properties::default();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let (k, v) = line
+                .split_once('=')
+                .or_else(|| line.split_once(':'))
+                .ok_or_else(|| ConfigError::Syntax {
+                    path: path.to_string(),
+                    line: i + 1,
+                })?;
+            props.set(k.trim(), v.trim())?;
+        }
+        Ok(props)
+    }
+
+    /// Reads `MILLRACE_<KEY>` variables: upper case, dots as underscores
+    /// (`MILLRACE_LOG_DIRS` sets `log.dirs`). A variable naming no known key is an error.
+    pub fn from_env(
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<Properties, ConfigError> {
+        let mut props = Properties::default();
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("MILLRACE_") else {
+                continue;
+            };
+            let key = rest.to_ascii_lowercase().replace('_', ".");
+            props.set(&key, &value)?;
+        }
+        Ok(props)
+    }
+
+    /// Layers `other` over `self`.
+    pub fn merge(&mut self, other: &Properties) {
+        for (k, v) in other.iter() {
+            self.0.insert(k.to_string(), v.to_string());
+        }
+    }
+}
+
+/// One listener, `NAME://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Listener name (and, for now, security protocol): `PLAINTEXT`.
+    pub name: String,
+    /// Host as written (may be empty or 0.0.0.0 for all interfaces).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl Listener {
+    fn parse_list(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError> {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        let mut out = Vec::new();
+        for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, rest) = item
+                .split_once("://")
+                .ok_or_else(|| invalid("expected NAME://host:port"))?;
+            let (host, port) = rest
+                .rsplit_once(':')
+                .ok_or_else(|| invalid("expected NAME://host:port"))?;
+            let port: u16 = port.parse().map_err(|_| invalid("bad port"))?;
+            if name != "PLAINTEXT" {
+                return Err(invalid(
+                    "only PLAINTEXT listeners are supported by this build",
+                ));
+            }
+            out.push(Listener {
+                name: name.to_string(),
+                host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
+                port,
+            });
+        }
+        if out.is_empty() {
+            return Err(invalid("at least one listener is required"));
+        }
+        Ok(out)
+    }
+
+    /// The address to bind.
+    pub fn bind_addr(&self) -> String {
+        let host = if self.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host
+        };
+        if host.contains(':') {
+            format!("[{host}]:{}", self.port)
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// The broker's static configuration, resolved from file, flags and environment.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Every explicitly set key (the STATIC_BROKER_CONFIG source).
+    pub props: Properties,
+    /// `node.id`.
+    pub node_id: i32,
+    /// `listeners`.
+    pub listeners: Vec<Listener>,
+    /// `advertised.listeners` (defaults to `listeners`, with a wildcard host made concrete).
+    pub advertised: Vec<Listener>,
+    /// `log.dirs` (the first is used for metadata; each holds partition directories).
+    pub log_dirs: Vec<PathBuf>,
+    /// `admin.listener`: the HTTP port for `/metrics`, `/livez`, `/readyz`.
+    pub admin_listener: SocketAddr,
+    /// `socket.request.max.bytes`.
+    pub socket_request_max_bytes: usize,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `num.partitions`.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `delete.topic.enable`.
+    pub delete_topic_enable: bool,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval: Duration,
+    /// `log.flush.scheduler.interval.ms`: how often `flush.ms` is checked.
+    pub flush_scheduler_interval: Duration,
+    /// `log.flush.offset.checkpoint.interval.ms`.
+    pub checkpoint_interval: Duration,
+    /// `connections.max.idle.ms`.
+    pub connections_max_idle: Duration,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+}
+
+impl BrokerConfig {
+    /// Resolves the typed configuration from explicitly set properties.
+    pub fn from_props(props: Properties) -> Result<BrokerConfig, ConfigError> {
+        let get = |key: &str| -> String {
+            props
+                .get(key)
+                .map(str::to_string)
+                .or_else(|| def(key).and_then(|d| d.default.map(str::to_string)))
+                .unwrap_or_default()
+        };
+        let long = |key: &str| -> i64 { get(key).parse().unwrap_or(0) };
+        let listeners = Listener::parse_list("listeners", &get("listeners"))?;
+        let advertised = match props.get("advertised.listeners") {
+            Some(v) => Listener::parse_list("advertised.listeners", v)?,
+            None => listeners
+                .iter()
+                .map(|l| Listener {
+                    host: match l.host.as_str() {
+                        "" | "0.0.0.0" | "::" => "localhost".to_string(),
+                        h => h.to_string(),
+                    },
+                    ..l.clone()
+                })
+                .collect(),
+        };
+        let admin = get("admin.listener");
+        let admin_listener = admin.parse().map_err(|_| ConfigError::Invalid {
+            key: "admin.listener".into(),
+            value: admin.clone(),
+            reason: "expected host:port with an IP address, e.g. 127.0.0.1:9180".into(),
+        })?;
+        let log_dirs = get("log.dirs")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect::<Vec<_>>();
+        if log_dirs.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "log.dirs".into(),
+                value: String::new(),
+                reason: "at least one directory is required".into(),
+            });
+        }
+        let ms = |key: &str| Duration::from_millis(long(key).max(0) as u64);
+        Ok(BrokerConfig {
+            node_id: long("node.id") as i32,
+            listeners,
+            advertised,
+            log_dirs,
+            admin_listener,
+            socket_request_max_bytes: long("socket.request.max.bytes") as usize,
+            auto_create_topics: get("auto.create.topics.enable") == "true",
+            num_partitions: long("num.partitions") as i32,
+            default_replication_factor: long("default.replication.factor") as i16,
+            delete_topic_enable: get("delete.topic.enable") == "true",
+            retention_check_interval: ms("log.retention.check.interval.ms"),
+            flush_scheduler_interval: ms("log.flush.scheduler.interval.ms"),
+            checkpoint_interval: ms("log.flush.offset.checkpoint.interval.ms"),
+            connections_max_idle: ms("connections.max.idle.ms"),
+            rack: props.get("broker.rack").map(str::to_string),
+            props,
+        })
+    }
+
+    /// The effective value and source of a broker-level key, given the dynamic broker defaults.
+    pub fn broker_value(&self, dynamic: &Properties, key: &str) -> (Option<String>, ConfigSource) {
+        if let Some(v) = dynamic.get(key) {
+            return (Some(v.to_string()), ConfigSource::DynamicDefaultBroker);
+        }
+        if let Some(v) = self.props.get(key) {
+            return (Some(v.to_string()), ConfigSource::StaticBroker);
+        }
+        // Kafka's coarser-unit synonyms (log.retention.hours, log.roll.hours) feed the ms keys.
+        for (alias, factor) in coarse_synonyms(key) {
+            if let Some(v) = dynamic.get(alias).or_else(|| self.props.get(alias)) {
+                if let Ok(n) = v.parse::<i64>() {
+                    return (
+                        Some((n.saturating_mul(*factor)).to_string()),
+                        ConfigSource::StaticBroker,
+                    );
+                }
+            }
+        }
+        (
+            def(key).and_then(|d| d.default.map(str::to_string)),
+            ConfigSource::Default,
+        )
+    }
+
+    /// The effective value and source of a topic-level key for a topic with `overrides`.
+    pub fn topic_value(
+        &self,
+        dynamic: &Properties,
+        overrides: &Properties,
+        key: &str,
+    ) -> (Option<String>, ConfigSource) {
+        if let Some(v) = overrides.get(key) {
+            return (Some(v.to_string()), ConfigSource::DynamicTopic);
+        }
+        match topic_def(key).and_then(|d| d.broker_synonym) {
+            Some(broker_key) => self.broker_value(dynamic, broker_key),
+            None => (None, ConfigSource::Default),
+        }
+    }
+
+    /// The storage configuration of a topic with `overrides`.
+    pub fn log_config(&self, dynamic: &Properties, overrides: &Properties) -> LogConfig {
+        let val = |key: &str| {
+            self.topic_value(dynamic, overrides, key)
+                .0
+                .unwrap_or_default()
+        };
+        let long = |key: &str| val(key).parse::<i64>().unwrap_or(-1);
+        let opt_ms = |key: &str| {
+            let n = long(key);
+            (n >= 0 && n != i64::MAX).then(|| Duration::from_millis(n as u64))
+        };
+        let policy = val("cleanup.policy");
+        let flush_messages = match long("flush.messages") {
+            n if n <= 0 || n == i64::MAX => None,
+            n => Some(n as u64),
+        };
+        LogConfig {
+            segment_bytes: long("segment.bytes").max(1) as u64,
+            segment_ms: opt_ms("segment.ms").unwrap_or(Duration::MAX),
+            segment_index_bytes: long("segment.index.bytes").max(8) as u64,
+            index_interval_bytes: long("index.interval.bytes").max(0) as u64,
+            retention_ms: opt_ms("retention.ms"),
+            retention_bytes: u64::try_from(long("retention.bytes")).ok(),
+            flush_messages,
+            flush_ms: opt_ms("flush.ms"),
+            max_message_bytes: long("max.message.bytes").max(0) as usize,
+            timestamp_type: if val("message.timestamp.type") == "LogAppendTime" {
+                TimestampType::LogAppendTime
+            } else {
+                TimestampType::CreateTime
+            },
+            timestamp_before_max_ms: long("message.timestamp.before.max.ms"),
+            timestamp_after_max_ms: long("message.timestamp.after.max.ms"),
+            cleanup_delete: policy.split(',').any(|p| p.trim() == "delete"),
+            cleanup_compact: policy.split(',').any(|p| p.trim() == "compact"),
+        }
+    }
+}
+
+/// `log.retention.hours` and friends, in the units of their `*.ms` key.
+fn coarse_synonyms(key: &str) -> &'static [(&'static str, i64)] {
+    match key {
+        "log.retention.ms" => &[
+            ("log.retention.minutes", 60_000),
+            ("log.retention.hours", 3_600_000),
+        ],
+        "log.roll.ms" => &[("log.roll.hours", 3_600_000)],
+        _ => &[],
+    }
+}
+
+/// Validates a topic-level override: the key must be a topic config.
+pub fn validate_topic_config(key: &str, value: &str) -> Result<(), ConfigError> {
+    match topic_def(key) {
+        Some(d) => validate(d, value),
+        None if def(key).is_some() => Err(ConfigError::NotAllowed {
+            key: key.to_string(),
+            reason: "it is a broker configuration, not a topic configuration".into(),
+        }),
+        None => Err(ConfigError::Unknown {
+            key: key.to_string(),
+        }),
+    }
+}
+
+/// Validates a dynamic broker-level change: only keys Kafka lets a running cluster change.
+pub fn validate_dynamic_broker_config(key: &str, value: &str) -> Result<(), ConfigError> {
+    let d = def(key).ok_or_else(|| ConfigError::Unknown {
+        key: key.to_string(),
+    })?;
+    if !d.dynamic {
+        return Err(ConfigError::NotAllowed {
+            key: key.to_string(),
+            reason: "it is read-only at run time; set it in the broker's configuration and restart"
+                .into(),
+        });
+    }
+    validate(d, value)
+}
+
+/// The configuration reference as Markdown tables (the generated part of
+/// `docs/CONFIGURATION.md`).
+pub fn render_reference() -> String {
+    let mut out = String::from(
+        "### Broker configuration\n\n| key | default | dynamic | meaning |\n|---|---|---|---|\n",
+    );
+    let row = |d: &ConfigDef, default: &str, extra: &str| {
+        format!("| `{}` | {} | {} | {} |\n", d.name, default, extra, d.doc)
+    };
+    let fmt_default = |v: Option<&str>| match v {
+        Some(v) if !v.is_empty() => format!("`{v}`"),
+        _ => "(unset)".to_string(),
+    };
+    for d in DEFS.iter().filter(|d| d.broker_synonym.is_none()) {
+        out.push_str(&row(
+            d,
+            &fmt_default(d.default),
+            if d.dynamic { "yes" } else { "no" },
+        ));
+    }
+    out.push_str("\n### Topic configuration\n\nEach topic key takes its default from the broker key named beside it.\n\n| key | broker default from | meaning |\n|---|---|---|\n");
+    for d in DEFS.iter().filter(|d| d.broker_synonym.is_some()) {
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} |\n",
+            d.name,
+            d.broker_synonym.unwrap_or_default(),
+            d.doc
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/CONFIGURATION.md carries the rendered table between two markers; regenerate it with
+    /// `MILLRACE_BLESS=1 cargo test -p millrace config`.
+    #[test]
+    fn configuration_reference_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CONFIGURATION.md");
+        let doc = std::fs::read_to_string(path).expect("docs/CONFIGURATION.md exists");
+        let (begin, end) = ("<!-- BEGIN GENERATED -->\n", "<!-- END GENERATED -->");
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let stop = doc.find(end).expect("end marker");
+        let rendered = render_reference();
+        if std::env::var_os("MILLRACE_BLESS").is_some() {
+            let updated = format!("{}{}{}", &doc[..start], rendered, &doc[stop..]);
+            std::fs::write(path, updated).expect("write docs");
+            return;
+        }
+        assert_eq!(
+            &doc[start..stop],
+            rendered,
+            "docs/CONFIGURATION.md is stale: run MILLRACE_BLESS=1 cargo test -p millrace config"
+        );
+    }
+
+    #[test]
+    fn defaults_give_a_single_node_broker_on_localhost() {
+        let c = BrokerConfig::from_props(Properties::default()).expect("defaults are valid");
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.listeners[0].bind_addr(), "127.0.0.1:9092");
+        assert_eq!(c.advertised[0].host, "127.0.0.1");
+        assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
+        let lc = c.log_config(&Properties::default(), &Properties::default());
+        assert_eq!(lc.segment_bytes, 1 << 30);
+        assert_eq!(lc.retention_ms, Some(Duration::from_secs(7 * 24 * 3600)));
+        assert!(lc.cleanup_delete && !lc.cleanup_compact);
+    }
+
+    #[test]
+    fn unknown_and_invalid_keys_name_the_key() {
+        let mut p = Properties::default();
+        let e = p.set("log.retention.hourz", "1").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown configuration key `log.retention.hourz`"
+        );
+        let e = p.set("num.partitions", "many").unwrap_err();
+        assert!(e.to_string().contains("`num.partitions`"), "{e}");
+        let e = validate_topic_config("cleanup.policy", "shred").unwrap_err();
+        assert!(e.to_string().contains("cleanup.policy"), "{e}");
+        let e = validate_topic_config("node.id", "3").unwrap_err();
+        assert!(matches!(e, ConfigError::NotAllowed { .. }));
+    }
+
+    #[test]
+    fn topic_override_beats_dynamic_default_beats_static() {
+        let mut stat = Properties::default();
+        stat.set("log.retention.hours", "2").expect("valid");
+        let c = BrokerConfig::from_props(stat).expect("valid");
+        let none = Properties::default();
+        assert_eq!(
+            c.topic_value(&none, &none, "retention.ms"),
+            (Some("7200000".into()), ConfigSource::StaticBroker)
+        );
+        let mut dynamic = Properties::default();
+        dynamic.set("log.retention.ms", "5000").expect("valid");
+        assert_eq!(
+            c.topic_value(&dynamic, &none, "retention.ms"),
+            (Some("5000".into()), ConfigSource::DynamicDefaultBroker)
+        );
+        let mut topic = Properties::default();
+        topic.set("retention.ms", "-1").expect("valid");
+        assert_eq!(c.log_config(&dynamic, &topic).retention_ms, None);
+    }
+
+    #[test]
+    fn properties_files_and_environment() {
+        let p = Properties::parse_file_text("x", "# c\nnode.id=3\nlog.dirs: /tmp/a\n\n")
+            .expect("valid");
+        assert_eq!(p.get("node.id"), Some("3"));
+        assert_eq!(p.get("log.dirs"), Some("/tmp/a"));
+        assert!(matches!(
+            Properties::parse_file_text("x", "node.id"),
+            Err(ConfigError::Syntax { line: 1, .. })
+        ));
+        let env = vec![
+            ("MILLRACE_NUM_PARTITIONS".to_string(), "4".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        let p = Properties::from_env(env.into_iter()).expect("valid");
+        assert_eq!(p.get("num.partitions"), Some("4"));
+    }
+}

@@ -1,0 +1,51 @@
+//! The one place where broker and storage errors become Kafka error codes.
+
+use kafka_protocol::ResponseError;
+use millrace_log::LogError;
+
+use crate::{broker::BrokerError, config::ConfigError};
+
+/// The Kafka error code for a storage error.
+pub fn log_error(e: &LogError) -> ResponseError {
+    match e {
+        LogError::CorruptRecord { .. } => ResponseError::CorruptMessage,
+        LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        LogError::InvalidRecord { .. } => ResponseError::InvalidRecord,
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
+        LogError::Io { .. } => ResponseError::KafkaStorageError,
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
+/// The Kafka error code for a broker-level error.
+pub fn broker_error(e: &BrokerError) -> ResponseError {
+    match e {
+        BrokerError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        BrokerError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        BrokerError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
+        BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        BrokerError::InvalidReplication(_) => ResponseError::InvalidReplicationFactor,
+        BrokerError::Config(ConfigError::Unknown { .. } | ConfigError::Invalid { .. })
+        | BrokerError::Config(_) => ResponseError::InvalidConfig,
+        BrokerError::DeletionDisabled => ResponseError::TopicDeletionDisabled,
+        BrokerError::InternalTopic(_) => ResponseError::InvalidRequest,
+        BrokerError::Log { source, .. } => log_error(source),
+        BrokerError::Metadata(_) | BrokerError::Io { .. } => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The error's full message (with its causes), for responses that carry one.
+pub fn message(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,128 @@
+//! One module per Kafka API. A handler is an async function from a decoded request (plus the
+//! broker and the request's version) to a response; it never sees the socket. [`dispatch`]
+//! decodes the body, calls the handler and encodes the response frame.
+
+mod alter_configs;
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+pub mod error;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::{
+    messages::{ApiKey, RequestHeader, RequestKind},
+    protocol::StrBytes,
+};
+
+pub use api_versions::unsupported_version_response;
+
+use crate::{
+    broker::Broker,
+    protocol::{encode_response, FrameError},
+};
+
+/// What a handler may need besides its request.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    /// The broker.
+    pub broker: &'a Arc<Broker>,
+    /// The request's version.
+    pub version: i16,
+    /// The request header (client id, correlation id).
+    pub header: &'a RequestHeader,
+}
+
+/// Kafka's "authorized operations not requested" sentinel.
+pub const OPS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// `Some(text)` as a protocol string.
+pub fn text(s: impl Into<String>) -> Option<StrBytes> {
+    Some(StrBytes::from_string(s.into()))
+}
+
+/// Decodes, handles and encodes one request. `Ok(None)` means no response is sent (acks=0).
+pub async fn dispatch(
+    broker: &Arc<Broker>,
+    key: ApiKey,
+    version: i16,
+    header: RequestHeader,
+    mut body: Bytes,
+) -> Result<Option<Bytes>, FrameError> {
+    let request =
+        RequestKind::decode(key, &mut body, version).map_err(|source| FrameError::Malformed {
+            key,
+            version,
+            source,
+        })?;
+    let ctx = Ctx {
+        broker,
+        version,
+        header: &header,
+    };
+    let corr = header.correlation_id;
+    let encoded = match request {
+        RequestKind::Produce(r) => {
+            let fire_and_forget = r.acks == 0;
+            let resp = produce::handle(&ctx, r).await;
+            if fire_and_forget {
+                return Ok(None);
+            }
+            encode_response(key, version, corr, &resp)
+        }
+        RequestKind::Fetch(r) => encode_response(key, version, corr, &fetch::handle(&ctx, r).await),
+        RequestKind::ListOffsets(r) => {
+            encode_response(key, version, corr, &list_offsets::handle(&ctx, r))
+        }
+        RequestKind::Metadata(r) => encode_response(key, version, corr, &metadata::handle(&ctx, r)),
+        RequestKind::ApiVersions(r) => {
+            encode_response(key, version, corr, &api_versions::handle(&ctx, r))
+        }
+        RequestKind::CreateTopics(r) => {
+            encode_response(key, version, corr, &create_topics::handle(&ctx, r))
+        }
+        RequestKind::DeleteTopics(r) => {
+            encode_response(key, version, corr, &delete_topics::handle(&ctx, r))
+        }
+        RequestKind::DeleteRecords(r) => {
+            encode_response(key, version, corr, &delete_records::handle(&ctx, r))
+        }
+        RequestKind::InitProducerId(r) => {
+            encode_response(key, version, corr, &init_producer_id::handle(&ctx, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            encode_response(key, version, corr, &describe_configs::handle(&ctx, r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            encode_response(key, version, corr, &alter_configs::handle(&ctx, r))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => encode_response(
+            key,
+            version,
+            corr,
+            &alter_configs::handle_incremental(&ctx, r),
+        ),
+        RequestKind::CreatePartitions(r) => {
+            encode_response(key, version, corr, &create_partitions::handle(&ctx, r))
+        }
+        RequestKind::DescribeCluster(r) => {
+            encode_response(key, version, corr, &describe_cluster::handle(&ctx, r))
+        }
+        _ => return Err(FrameError::Unimplemented(key)),
+    };
+    encoded.map(Some).map_err(|source| FrameError::Encode {
+        key,
+        version,
+        source,
+    })
+}
