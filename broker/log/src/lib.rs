@@ -49,11 +49,19 @@
 pub mod batch;
 pub mod checkpoint;
 mod config;
+mod epoch;
 mod error;
+mod index;
+mod log;
+mod producer;
+mod scan;
+mod segment;
 #[cfg(test)]
 mod testutil;
 
 pub use crate::{
     config::{LogConfig, TimestampType},
     error::LogError,
+    log::{AppendInfo, Log, SegmentInfo},
+    producer::ProducerEntryInfo,
 };
