@@ -17,6 +17,7 @@
 //! lib.rs          this map; re-exports
 //! log.rs          Log: append (leader/follower), read, lookups, roll, retention, flush, close
 //! log/recovery.rs Log::open: directory listing, segment checks and crash recovery
+//! log/validate.rs produce-request validation from batch headers (Kafka's LogValidator)
 //! segment.rs      one .log file + its indexes: append, scan, recover, truncate
 //! index.rs        offset and time indexes (in memory, appended to their files)
 //! scan.rs         chunked sequential reading of batches from a segment file

@@ -14,7 +14,9 @@
 //! 6. fsync if `flush.messages` is reached.
 //!
 //! Guarantees: a request is all or nothing (any invalid batch appends nothing; a failed write
-//! is cut off again). Per request the blob is written once, from the caller's buffer; work and
+//! is cut off again). The one exception is an fsync failure under `flush.messages`: the data
+//! is then in the log but not known to be durable, and the error says so; as in Kafka, the
+//! broker should treat it as a failed log directory. Per request the blob is written once, from the caller's buffer; work and
 //! allocations are per batch header, not per record.
 
 use std::{
@@ -289,6 +291,9 @@ impl Log {
             last_offset,
             Some(now_ms),
         )?;
+        // Before the write, as Kafka does: if the checkpoint write fails nothing was appended,
+        // and an epoch starting at the log end with no data yet is harmless.
+        self.epochs.assign(leader_epoch, first_offset)?;
         let Log {
             segments, config, ..
         } = self;
@@ -300,7 +305,6 @@ impl Log {
         for p in s.pending.drain(..) {
             self.producers.insert(p.producer_id, p.entry);
         }
-        self.epochs.assign(leader_epoch, first_offset)?;
         self.flush_if_too_many_messages(Some(now_ms))?;
         Ok(AppendInfo {
             first_offset,
