@@ -10,7 +10,9 @@
 //! a log line that says why. An ApiVersions request of a version newer than served is answered,
 //! as Kafka answers it, with a v0 response carrying UNSUPPORTED_VERSION.
 
-use std::{net::SocketAddr, sync::Arc, time::Instant};
+use std::{net::SocketAddr, panic::AssertUnwindSafe, sync::Arc, time::Instant};
+
+use futures::FutureExt;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -59,7 +61,14 @@ pub async fn serve(
     let writer = tokio::spawn(write_frames(wr, resp_rx));
 
     while let Some(frame) = req_rx.recv().await {
-        match handle_frame(&broker, frame).await {
+        // A panic in a handler is a bug, but it must cost this connection only, not the broker.
+        let handled = AssertUnwindSafe(handle_frame(&broker, frame)).catch_unwind().await;
+        let Ok(handled) = handled else {
+            tracing::error!(%peer, "request handler panicked; closing connection");
+            broker.metrics.errors.with_label_values(&["panic", "CLOSED"]).inc();
+            break;
+        };
+        match handled {
             Ok(Some(resp)) => {
                 if resp_tx.send(resp).await.is_err() {
                     break;
