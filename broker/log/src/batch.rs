@@ -42,11 +42,11 @@ const PRODUCER_EPOCH_AT: usize = 51;
 const BASE_SEQUENCE_AT: usize = 53;
 const RECORD_COUNT_AT: usize = 57;
 
-const COMPRESSION_MASK: i16 = 0x07;
+pub(crate) const COMPRESSION_MASK: i16 = 0x07;
 const LOG_APPEND_TIME_FLAG: i16 = 0x08;
 const TRANSACTIONAL_FLAG: i16 = 0x10;
 const CONTROL_FLAG: i16 = 0x20;
-const DELETE_HORIZON_FLAG: i16 = 0x40;
+pub(crate) const DELETE_HORIZON_FLAG: i16 = 0x40;
 
 /// Why bytes could not be read as a v2 batch header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -318,6 +318,15 @@ pub(crate) fn set_max_timestamp(batch: &mut [u8], timestamp_type: TimestampType,
     }
     batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Fills in `batchLength` and the CRC of a batch whose other fields are written; `batch` is the
+/// whole batch and at least [`HEADER_SIZE`] long.
+pub(crate) fn seal(batch: &mut [u8]) {
+    let length = (batch.len() - LOG_OVERHEAD) as i32;
+    batch[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
     let crc = crc32c::crc32c(&batch[CRC_START..]);
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }

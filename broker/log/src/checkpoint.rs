@@ -64,6 +64,25 @@ pub fn write_leader_epochs(path: &Path, entries: &[(i32, i64)]) -> Result<(), Lo
     write_atomic(path, text.as_bytes())
 }
 
+/// Reads the per-partition cleaner checkpoint (`cleaner-offset-checkpoint`): the first dirty
+/// offset, `None` if the file is missing or empty.
+pub(crate) fn read_cleaner_offset(path: &Path) -> Result<Option<i64>, LogError> {
+    let entries = read_entries(path, |fields| {
+        let [offset] = fields else {
+            return None;
+        };
+        offset.parse::<i64>().ok()
+    })?;
+    Ok(entries.first().copied())
+}
+
+/// Atomically replaces the per-partition cleaner checkpoint with `offset`.
+pub(crate) fn write_cleaner_offset(path: &Path, offset: i64) -> Result<(), LogError> {
+    let mut text = header(1);
+    text.push_str(&format!("{offset}\n"));
+    write_atomic(path, text.as_bytes())
+}
+
 fn header(count: usize) -> String {
     format!("{VERSION}\n{count}\n")
 }

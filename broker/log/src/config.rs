@@ -17,7 +17,7 @@ pub enum TimestampType {
 /// The broker may swap it at run time with [`Log::set_config`](crate::Log::set_config): every
 /// field is read at the moment it applies, so a change takes effect on the next append, roll,
 /// flush or retention pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll when the active segment would grow past this.
     pub segment_bytes: u64,
@@ -45,8 +45,21 @@ pub struct LogConfig {
     pub timestamp_after_max_ms: i64,
     /// `cleanup.policy` contains `delete`: retention deletes old segments.
     pub cleanup_delete: bool,
-    /// `cleanup.policy` contains `compact`: records must have keys.
+    /// `cleanup.policy` contains `compact`: records must have keys, and the cleaner keeps the
+    /// latest record per key (see [`crate::cleaner`]).
     pub cleanup_compact: bool,
+    /// `delete.retention.ms`: how long a tombstone survives once the cleaner has first seen it
+    /// (the delete horizon it stamps on the batch, KIP-534).
+    pub delete_retention_ms: Duration,
+    /// `min.cleanable.dirty.ratio`: the cleaner runs when dirty bytes / (clean + dirty bytes)
+    /// exceed this.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: a segment whose newest record is younger than this is not
+    /// cleaned yet.
+    pub min_compaction_lag_ms: Duration,
+    /// `max.compaction.lag.ms`: a log whose oldest dirty record is older than this is cleaned
+    /// whatever its dirty ratio, and its active segment rolls this often. `Duration::MAX`: no bound.
+    pub max_compaction_lag_ms: Duration,
 }
 
 impl Default for LogConfig {
@@ -67,6 +80,10 @@ impl Default for LogConfig {
             timestamp_after_max_ms: 3_600_000,
             cleanup_delete: true,
             cleanup_compact: false,
+            delete_retention_ms: DAY,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: Duration::ZERO,
+            max_compaction_lag_ms: Duration::MAX,
         }
     }
 }
@@ -76,6 +93,16 @@ impl LogConfig {
     /// Kafka's format, so a segment can never grow past `i32::MAX` bytes whatever the setting.
     pub(crate) fn effective_segment_bytes(&self) -> u64 {
         self.segment_bytes.min(i32::MAX as u64)
+    }
+
+    /// `segment.ms` as rolls apply it: on a compacted topic the active segment (which the cleaner
+    /// never touches) also rolls at `max.compaction.lag.ms`, as Kafka's `LogConfig.maxSegmentMs`.
+    pub(crate) fn effective_segment_ms(&self) -> Duration {
+        if self.cleanup_compact {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
     }
 
     /// How many entries of `entry_size` bytes fit in an index file of `segment.index.bytes`.

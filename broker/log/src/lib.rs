@@ -8,6 +8,7 @@
 //! 00000000000000000000.timeindex  sparse time index: timestamp i64 BE, relative offset u32 BE
 //! 00000000000000000000.snapshot   producer state at that offset (this crate's format, CRC'd)
 //! leader-epoch-checkpoint         "0\n<count>\n<epoch> <start offset>\n..."
+//! cleaner-offset-checkpoint       "0\n1\n<first dirty offset>\n" (compacted topics only)
 //! partition.metadata              written by the broker; files we do not know are left alone
 //! ```
 //!
@@ -18,6 +19,9 @@
 //! log.rs          Log: append (leader/follower), read, lookups, roll, retention, flush, close
 //! log/recovery.rs Log::open: directory listing, segment checks and crash recovery
 //! log/validate.rs produce-request validation from batch headers (Kafka's LogValidator)
+//! log/clean.rs    the log's side of compaction: when to clean, snapshot, crash-safe swap
+//! cleaner/        compaction (Kafka's LogCleaner): key map, segment groups, record filter;
+//!                 cleaner/codec.rs: bounded decompression and re-encoding of kept records
 //! segment.rs      one .log file + its indexes: append, scan, recover, truncate
 //! index.rs        offset and time indexes (in memory, appended to their files)
 //! scan.rs         chunked sequential reading of batches from a segment file
@@ -49,6 +53,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
 mod config;
 mod epoch;
 mod error;
@@ -61,6 +66,7 @@ mod segment;
 mod testutil;
 
 pub use crate::{
+    cleaner::{clean_shared, CleanStats},
     config::{LogConfig, TimestampType},
     error::LogError,
     log::{AppendInfo, Log, SegmentInfo},

@@ -43,6 +43,7 @@ use crate::{
     TimestampType,
 };
 
+mod clean;
 mod recovery;
 #[cfg(test)]
 mod tests;
@@ -118,6 +119,15 @@ pub struct Log {
     /// Broker time of the last flush triggered by a policy; `None` until a clock is seen.
     last_flush_ms: Option<i64>,
     scratch: Scratch,
+    /// The cleaner's checkpoint: offsets below it are compacted. Clamped to the log when used.
+    first_dirty_offset: i64,
+    /// Bumped by every truncation, so a cleaning pass that began before one does not swap in
+    /// segments built from records that are gone.
+    truncations: u64,
+    /// A cleaning pass is between its snapshot and its last swap.
+    cleaning: bool,
+    /// `close` ran: the cleaner leaves the files alone from then on.
+    closed: bool,
 }
 
 // The broker shares logs across tasks; keep that a compile-time fact.
@@ -503,7 +513,7 @@ impl Log {
         let full = active.size > 0
             && (active.size + incoming > config.effective_segment_bytes()
                 || active.indexes.is_full(config)
-                || matches!((active.created_ms, now_ms), (Some(c), Some(now)) if now - c > millis(config.segment_ms)));
+                || matches!((active.created_ms, now_ms), (Some(c), Some(now)) if now - c > millis(config.effective_segment_ms())));
         if full || offsets_overflow {
             self.roll(first_offset, now_ms)?;
         }
@@ -553,10 +563,18 @@ impl Log {
         self.take_snapshot(leo)
     }
 
-    /// Rolls if `segment.ms` has passed since the non-empty active segment was created. The
-    /// broker calls this periodically so that quiet partitions roll (and become deletable) too.
+    /// Rolls now, whatever the policies say (tests seal the active segment with it).
+    #[cfg(test)]
+    pub(crate) fn force_roll(&mut self) -> Result<(), LogError> {
+        let leo = self.log_end_offset();
+        self.roll(leo, None)
+    }
+
+    /// Rolls if `segment.ms` (on a compacted topic at most `max.compaction.lag.ms`) has passed
+    /// since the non-empty active segment was created. The broker calls this periodically so
+    /// that quiet partitions roll (and become deletable, or cleanable) too.
     pub fn maybe_roll(&mut self, now_ms: i64) -> Result<bool, LogError> {
-        let segment_ms = millis(self.config.segment_ms);
+        let segment_ms = millis(self.config.effective_segment_ms());
         let active = self.active_mut();
         let created = *active.created_ms.get_or_insert(now_ms);
         if active.size == 0 || now_ms - created <= segment_ms {
@@ -857,6 +875,7 @@ impl Log {
         let leo = self.log_end_offset();
         self.high_watermark = self.high_watermark.min(leo);
         self.recovery_point = self.recovery_point.min(leo);
+        self.truncate_cleaner_checkpoint(leo)?;
         self.epochs.truncate_from_end(leo)?;
         self.delete_snapshots_after(leo)?;
         self.rebuild_producer_state()
@@ -870,6 +889,7 @@ impl Log {
         self.log_start_offset = offset;
         self.high_watermark = offset;
         self.recovery_point = offset;
+        self.truncate_cleaner_checkpoint(offset)?;
         self.epochs.truncate_from_end(i64::MIN)?;
         self.delete_snapshots_after(i64::MIN)?;
         self.producers.clear();
@@ -925,7 +945,8 @@ impl Log {
 
     /// Clean close: record the active segment's final max timestamp, write its indexes, fsync
     /// everything and snapshot producer state at the log end, so the next open after a clean
-    /// shutdown neither recovers nor replays.
+    /// shutdown neither recovers nor replays. A cleaning pass still running swaps nothing in
+    /// after this.
     pub fn close(&mut self) -> Result<(), LogError> {
         let Log {
             segments, config, ..
@@ -936,6 +957,7 @@ impl Log {
             .finish(config)?;
         self.flush()?;
         let leo = self.log_end_offset();
+        self.closed = true;
         self.take_snapshot(leo)
     }
 

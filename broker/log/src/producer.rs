@@ -220,6 +220,14 @@ impl ProducerStateManager {
         self.producers.clear();
     }
 
+    /// The last offset of each producer's last data batch: the batches the cleaner keeps, even
+    /// emptied, so each producer's sequence survives a rebuild of this state from the log.
+    pub(crate) fn last_data_offsets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.producers
+            .values()
+            .filter_map(|e| e.last_batch().map(|b| b.last_offset))
+    }
+
     /// Replays a batch already in the log (recovery, follower append): no checks, as Kafka
     /// does for `AppendOrigin.REPLICATION`. Control batches carry no data sequence.
     pub(crate) fn replay(&mut self, header: &BatchHeader<'_>) {

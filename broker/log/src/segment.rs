@@ -128,6 +128,19 @@ impl SegmentIndexes {
         }
     }
 
+    /// Empty indexes for a segment at `base_offset` whose files are `offset_path` and
+    /// `time_path` (the cleaner writes a segment under temporary names).
+    pub(crate) fn new(base_offset: i64, offset_path: PathBuf, time_path: PathBuf) -> Self {
+        SegmentIndexes {
+            base_offset,
+            offset: Index::empty(offset_path),
+            time: Index::empty(time_path),
+            max_timestamp: NO_TIMESTAMP,
+            offset_of_max_timestamp: -1,
+            bytes_since_entry: 0,
+        }
+    }
+
     fn reset(&mut self) {
         self.offset.clear();
         self.time.clear();
@@ -226,20 +239,16 @@ impl Segment {
         offset: Index<OffsetEntry>,
         time: Index<TimeEntry>,
     ) -> Self {
+        let mut indexes = SegmentIndexes::new(base_offset, PathBuf::new(), PathBuf::new());
+        indexes.offset = offset;
+        indexes.time = time;
         Segment {
             base_offset,
             log_path,
             log,
             size: 0,
             next_offset: base_offset,
-            indexes: SegmentIndexes {
-                base_offset,
-                offset,
-                time,
-                max_timestamp: NO_TIMESTAMP,
-                offset_of_max_timestamp: -1,
-                bytes_since_entry: 0,
-            },
+            indexes,
             created_ms: None,
             dirty: false,
         }
@@ -579,9 +588,32 @@ impl Segment {
 
     /// Removes the segment's files. The caller fsyncs the directory.
     pub(crate) fn delete(self) -> Result<(), LogError> {
+        self.remove_files()
+    }
+
+    /// Unlinks the segment's files but keeps the open handle, so the segment stays readable
+    /// until it is dropped (the cleaner replaces segments this way). The caller fsyncs the
+    /// directory.
+    pub(crate) fn remove_files(&self) -> Result<(), LogError> {
         remove_if_exists(&self.log_path)?;
         self.indexes.offset.delete_file()?;
         self.indexes.time.delete_file()
+    }
+
+    /// A second handle on the `.log` file, for reading it without borrowing the segment (the
+    /// cleaner reads sealed segments while the log's lock is released).
+    pub(crate) fn clone_file(&self) -> Result<File, LogError> {
+        self.log
+            .try_clone()
+            .map_err(io_err("duplicate the handle of", &self.log_path))
+    }
+
+    /// Bytes the offset and time index files take (what Kafka's cleaner groups by).
+    pub(crate) fn index_bytes(&self) -> (u64, u64) {
+        (
+            (self.indexes.offset.len() * OffsetEntry::SIZE) as u64,
+            (self.indexes.time.len() * TimeEntry::SIZE) as u64,
+        )
     }
 
     /// The timestamp retention compares with: the largest record timestamp, or the file's

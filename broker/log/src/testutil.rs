@@ -20,6 +20,8 @@ pub(crate) struct BatchBuilder {
     value_size: usize,
     null_keys: bool,
     compression: Compression,
+    /// Explicit (key, value) per record, overriding the generated ones.
+    entries: Option<Vec<(Option<Bytes>, Option<Bytes>)>>,
 }
 
 impl BatchBuilder {
@@ -32,7 +34,26 @@ impl BatchBuilder {
             value_size: 16,
             null_keys: false,
             compression: Compression::None,
+            entries: None,
         }
+    }
+
+    /// One record per (key, value); `None` value is a tombstone. Timestamps 1000, 1001, ...
+    /// unless [`BatchBuilder::timestamps`] is called afterwards.
+    pub(crate) fn keyed(entries: &[(&str, Option<&str>)]) -> Self {
+        let mut builder = BatchBuilder::new(entries.len());
+        builder.entries = Some(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        Some(Bytes::copy_from_slice(k.as_bytes())),
+                        v.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+                    )
+                })
+                .collect(),
+        );
+        builder
     }
 
     /// One record per timestamp.
@@ -81,8 +102,14 @@ impl BatchBuilder {
                 // non-idempotent batch (base sequence -1) needs consecutive sequences.
                 sequence: self.base_sequence.wrapping_add(i as i32),
                 timestamp,
-                key: (!self.null_keys).then(|| Bytes::from(format!("k{i}"))),
-                value: Some(Bytes::from(vec![(i % 251) as u8; self.value_size])),
+                key: match &self.entries {
+                    Some(entries) => entries[i].0.clone(),
+                    None => (!self.null_keys).then(|| Bytes::from(format!("k{i}"))),
+                },
+                value: match &self.entries {
+                    Some(entries) => entries[i].1.clone(),
+                    None => Some(Bytes::from(vec![(i % 251) as u8; self.value_size])),
+                },
                 headers: IndexMap::new(),
             })
             .collect();

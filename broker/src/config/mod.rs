@@ -440,6 +440,10 @@ impl BrokerConfig {
             timestamp_after_max_ms: long("message.timestamp.after.max.ms"),
             cleanup_delete: policy.split(',').any(|p| p.trim() == "delete"),
             cleanup_compact: policy.split(',').any(|p| p.trim() == "compact"),
+            delete_retention_ms: opt_ms("delete.retention.ms").unwrap_or(Duration::MAX),
+            min_cleanable_dirty_ratio: val("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
+            min_compaction_lag_ms: opt_ms("min.compaction.lag.ms").unwrap_or(Duration::ZERO),
+            max_compaction_lag_ms: opt_ms("max.compaction.lag.ms").unwrap_or(Duration::MAX),
         }
     }
 }

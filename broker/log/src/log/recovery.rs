@@ -4,18 +4,22 @@
 //! # Expected flow
 //!
 //! 1. Create the directory if needed; remove our leftovers (`*.deleted`, temporary checkpoint
-//!    and snapshot files) and index files whose `.log` is gone. Other files are left alone.
-//! 2. Open every segment and load its index files.
-//! 3. Decide which segments to recover: after a clean shutdown none; otherwise the one holding
+//!    and snapshot files, the cleaner's `*.cleaned` files and index `*.swap` files) and index
+//!    files whose `.log` is gone. Other files are left alone.
+//! 2. Finish a cleaner swap a crash interrupted after its commit point: a `<B>.log.swap`
+//!    replaces the segments with a base in `[B, max(N, B + 1))`, `N` being one past its last
+//!    offset (see `Log::swap_cleaned` for why that range is exact); its indexes are rebuilt.
+//! 3. Open every segment and load its index files.
+//! 4. Decide which segments to recover: after a clean shutdown none; otherwise the one holding
 //!    the recovery point and every later one (all of them without a recovery point).
-//! 4. A segment that is not recovered is still checked: its indexes must be sane and a walk
+//! 5. A segment that is not recovered is still checked: its indexes must be sane and a walk
 //!    from its last index entry must end exactly at the end of its file. If not, it is
 //!    recovered after all.
-//! 5. Recovery re-validates every batch and truncates at the first bad or torn one; when that
+//! 6. Recovery re-validates every batch and truncates at the first bad or torn one; when that
 //!    happens in the unflushed range, every later segment is deleted, as in Kafka.
-//! 6. Recovered segments are fsynced, so the recovery point becomes the log end.
-//! 7. Leader epochs found in recovered batches extend the cache; the cache is cut to the log.
-//! 8. Producer state = newest usable snapshot at or below the log end + replay of the batch
+//! 7. Recovered segments are fsynced, so the recovery point becomes the log end.
+//! 8. Leader epochs found in recovered batches extend the cache; the cache is cut to the log.
+//! 9. Producer state = newest usable snapshot at or below the log end + replay of the batch
 //!    headers after it.
 //!
 //! # Guarantees
@@ -30,14 +34,19 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{ensure_dir, remove_leftover, Log, Scratch};
+use super::{
+    clean::{load_cleaner_checkpoint, CLEANER_CHECKPOINT},
+    ensure_dir, remove_leftover, Log, Scratch,
+};
 use crate::{
     checkpoint::{fsync_dir, tmp_path},
+    cleaner::{is_cleaned_leftover, rename, SWAP_SUFFIX},
     config::LogConfig,
     epoch::{LeaderEpochCache, LEADER_EPOCH_CHECKPOINT},
     error::{io_err, LogError},
     producer::ProducerStateManager,
-    segment::Segment,
+    scan::{FileScanner, Scanned, HEADER_CHUNK},
+    segment::{file_name, Segment},
 };
 
 /// What the directory holds, by offset.
@@ -45,6 +54,8 @@ use crate::{
 struct Listing {
     bases: BTreeSet<i64>,
     snapshots: BTreeMap<i64, PathBuf>,
+    /// Bases of `<base>.log.swap` files: cleaner swaps past their commit point.
+    swaps: Vec<i64>,
     /// Files were removed, so the directory needs an fsync.
     changed: bool,
 }
@@ -67,6 +78,7 @@ impl Log {
     ) -> Result<Log, LogError> {
         let created = ensure_dir(dir)?;
         let mut listing = list_dir(dir)?;
+        complete_swaps(dir, &mut listing)?;
         let mut dir_changed = created || listing.changed;
         let epochs = LeaderEpochCache::load(dir)?;
 
@@ -154,6 +166,10 @@ impl Log {
             snapshots: std::mem::take(&mut listing.snapshots),
             last_flush_ms: None,
             scratch: Scratch::default(),
+            first_dirty_offset: load_cleaner_checkpoint(dir).unwrap_or(log_start),
+            truncations: 0,
+            cleaning: false,
+            closed: false,
         };
         for (epoch, start) in new_epochs {
             log.epochs.assign(epoch, start)?;
@@ -212,6 +228,7 @@ fn list_dir(dir: &Path) -> Result<Listing, LogError> {
     let mut listing = Listing::default();
     let mut index_files = Vec::new();
     let epoch_tmp = tmp_path(&dir.join(LEADER_EPOCH_CHECKPOINT));
+    let cleaner_tmp = tmp_path(&dir.join(CLEANER_CHECKPOINT));
     for entry in fs::read_dir(dir).map_err(io_err("list log directory", dir))? {
         let entry = entry.map_err(io_err("list log directory", dir))?;
         let path = entry.path();
@@ -219,7 +236,17 @@ fn list_dir(dir: &Path) -> Result<Listing, LogError> {
             continue;
         };
         // Kafka renames a segment to `*.deleted` before removing it; a crash can leave them.
-        if name.ends_with(".deleted") || name.ends_with(".snapshot.tmp") || path == epoch_tmp {
+        // A cleaned segment that was never committed, or index files of an interrupted swap
+        // (they are rebuilt from the swapped-in segment).
+        let cleaner_leftover = is_cleaned_leftover(&name)
+            || name.ends_with(&format!(".index.{SWAP_SUFFIX}"))
+            || name.ends_with(&format!(".timeindex.{SWAP_SUFFIX}"));
+        if name.ends_with(".deleted")
+            || name.ends_with(".snapshot.tmp")
+            || path == epoch_tmp
+            || path == cleaner_tmp
+            || cleaner_leftover
+        {
             remove_leftover(&path)?;
             listing.changed = true;
             continue;
@@ -241,6 +268,7 @@ fn list_dir(dir: &Path) -> Result<Listing, LogError> {
             "snapshot" => {
                 listing.snapshots.insert(offset, path);
             }
+            s if s == format!("log.{SWAP_SUFFIX}") => listing.swaps.push(offset),
             _ => {}
         }
     }
@@ -252,4 +280,47 @@ fn list_dir(dir: &Path) -> Result<Listing, LogError> {
         }
     }
     Ok(listing)
+}
+
+/// Step 2 of the module docs: finishes the cleaner swaps a crash interrupted after their commit
+/// point, the rename to `<base>.log.swap`.
+fn complete_swaps(dir: &Path, listing: &mut Listing) -> Result<(), LogError> {
+    listing.swaps.sort_unstable();
+    for base in std::mem::take(&mut listing.swaps) {
+        let swap = dir.join(format!("{}.{SWAP_SUFFIX}", file_name(base, "log")));
+        let next = next_offset_of(&swap, base)?;
+        let replaced: Vec<i64> = listing
+            .bases
+            .range(base..next.max(base + 1))
+            .copied()
+            .collect();
+        tracing::warn!(segment = %swap.display(), ?replaced, "completing an interrupted swap of a cleaned segment");
+        for old in replaced {
+            for kind in ["log", "index", "timeindex"] {
+                remove_leftover(&dir.join(file_name(old, kind)))?;
+            }
+            listing.bases.remove(&old);
+        }
+        // Whatever index files carry the base now belong to the replaced segment.
+        for kind in ["index", "timeindex"] {
+            remove_leftover(&dir.join(file_name(base, kind)))?;
+        }
+        rename(&swap, &dir.join(file_name(base, "log")))?;
+        listing.bases.insert(base);
+        listing.changed = true;
+    }
+    Ok(())
+}
+
+/// One past the last offset of the whole batches at the start of a segment file; `base` if it
+/// holds none. A torn tail is left for recovery to cut.
+fn next_offset_of(path: &Path, base: i64) -> Result<i64, LogError> {
+    let file = fs::File::open(path).map_err(io_err("open", path))?;
+    let len = file.metadata().map_err(io_err("stat", path))?.len();
+    let mut scanner = FileScanner::new(&file, path, 0, len, HEADER_CHUNK);
+    let mut next = base;
+    while let Scanned::Batch { header, .. } = scanner.next(false)? {
+        next = next.max(header.last_offset() + 1);
+    }
+    Ok(next)
 }
