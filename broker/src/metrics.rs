@@ -31,9 +31,26 @@ pub struct Metrics {
     pub partitions: IntGauge,
     /// Open client connections.
     pub connections: IntGauge,
+    /// Log cleaner (compaction) activity.
+    pub cleaner: CleanerMetrics,
     log_size: prometheus::IntGaugeVec,
     log_end_offset: prometheus::IntGaugeVec,
     log_start_offset: prometheus::IntGaugeVec,
+}
+
+/// The log cleaner's metrics (Kafka's `kafka.log:type=LogCleaner` group, as counters).
+#[derive(Debug, Clone)]
+pub struct CleanerMetrics {
+    /// Passes that compacted a log.
+    pub cleanings: IntCounter,
+    /// Bytes of the segments rewritten.
+    pub bytes_read: IntCounter,
+    /// Bytes of the segments that replaced them.
+    pub bytes_written: IntCounter,
+    /// Passes that failed.
+    pub errors: IntCounter,
+    /// Unix seconds of the last pass that compacted a log.
+    pub last_clean: IntGauge,
 }
 
 impl Default for Metrics {
@@ -123,6 +140,28 @@ impl Metrics {
                 "kafka_server_socket_server_connection_count",
                 "Open client connections",
             ),
+            cleaner: CleanerMetrics {
+                cleanings: counter(
+                    "kafka_log_cleaner_cleanings_total",
+                    "Cleaning passes that compacted a log",
+                ),
+                bytes_read: counter(
+                    "kafka_log_cleaner_bytes_read_total",
+                    "Bytes of segments the cleaner rewrote",
+                ),
+                bytes_written: counter(
+                    "kafka_log_cleaner_bytes_written_total",
+                    "Bytes of the cleaned segments that replaced them (LogCleaner.cleaner-recopy-percent = written / read)",
+                ),
+                errors: counter(
+                    "kafka_log_cleaner_errors_total",
+                    "Cleaning passes that failed (the log stays consistent; the next tick retries)",
+                ),
+                last_clean: gauge(
+                    "kafka_log_cleaner_last_clean_timestamp_seconds",
+                    "Unix time of the last pass that compacted a log; 0 before the first",
+                ),
+            },
             log_size: gauge_vec("kafka_log_log_size_bytes", "Size of a partition's log (Log.Size)"),
             log_end_offset: gauge_vec(
                 "kafka_log_log_end_offset",

@@ -156,6 +156,8 @@ pub static DEFS: &[ConfigDef] = &[
     broker("log.message.timestamp.after.max.ms", Long, Some("3600000"), 0, true, "Default of `message.timestamp.after.max.ms`."),
     broker("min.insync.replicas", Int, Some("1"), 1, true, "Default of the topic's `min.insync.replicas`."),
     broker("compression.type", ConfigType::String, Some("producer"), 0, true, "Default of the topic's `compression.type`."),
+    broker("log.cleaner.enable", Boolean, Some("true"), 0, false, "Run the log cleaner, which compacts topics whose `cleanup.policy` includes `compact`."),
+    broker("log.cleaner.backoff.ms", Long, Some("15000"), 1, false, "How often the log cleaner looks for compacted logs that are due for cleaning."),
     broker("log.cleaner.delete.retention.ms", Long, Some("86400000"), 0, true, "Default of `delete.retention.ms`."),
     broker("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), 0, true, "Default of `min.cleanable.dirty.ratio`."),
     broker("log.cleaner.min.compaction.lag.ms", Long, Some("0"), 0, true, "Default of `min.compaction.lag.ms`."),

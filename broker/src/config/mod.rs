@@ -294,6 +294,10 @@ pub struct BrokerConfig {
     pub checkpoint_interval: Duration,
     /// `connections.max.idle.ms`.
     pub connections_max_idle: Duration,
+    /// `log.cleaner.enable`: run the log cleaner (compaction) at all.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms`: how often the cleaner looks for logs to compact.
+    pub log_cleaner_backoff: Duration,
     /// `broker.rack`.
     pub rack: Option<String>,
 }
@@ -358,6 +362,8 @@ impl BrokerConfig {
             flush_scheduler_interval: ms("log.flush.scheduler.interval.ms"),
             checkpoint_interval: ms("log.flush.offset.checkpoint.interval.ms"),
             connections_max_idle: ms("connections.max.idle.ms"),
+            log_cleaner_enable: get("log.cleaner.enable") == "true",
+            log_cleaner_backoff: ms("log.cleaner.backoff.ms"),
             rack: props.get("broker.rack").map(str::to_string),
             props,
         })
@@ -558,6 +564,35 @@ mod tests {
         assert_eq!(lc.segment_bytes, 1 << 30);
         assert_eq!(lc.retention_ms, Some(Duration::from_secs(7 * 24 * 3600)));
         assert!(lc.cleanup_delete && !lc.cleanup_compact);
+    }
+
+    #[test]
+    fn compaction_settings_reach_the_log_config() {
+        let c = BrokerConfig::from_props(Properties::default()).expect("defaults are valid");
+        assert!(c.log_cleaner_enable);
+        assert_eq!(c.log_cleaner_backoff, Duration::from_secs(15));
+        let none = Properties::default();
+        let lc = c.log_config(&none, &none);
+        assert_eq!(lc.delete_retention_ms, Duration::from_secs(24 * 3600));
+        assert_eq!(lc.min_cleanable_dirty_ratio, 0.5);
+        assert_eq!(lc.min_compaction_lag_ms, Duration::ZERO);
+        assert_eq!(lc.max_compaction_lag_ms, Duration::MAX);
+        let mut topic = Properties::default();
+        for (k, v) in [
+            ("cleanup.policy", "compact,delete"),
+            ("delete.retention.ms", "1000"),
+            ("min.cleanable.dirty.ratio", "0.1"),
+            ("min.compaction.lag.ms", "2000"),
+            ("max.compaction.lag.ms", "3000"),
+        ] {
+            topic.set(k, v).expect("valid");
+        }
+        let lc = c.log_config(&none, &topic);
+        assert!(lc.cleanup_compact && lc.cleanup_delete);
+        assert_eq!(lc.delete_retention_ms, Duration::from_secs(1));
+        assert_eq!(lc.min_cleanable_dirty_ratio, 0.1);
+        assert_eq!(lc.min_compaction_lag_ms, Duration::from_secs(2));
+        assert_eq!(lc.max_compaction_lag_ms, Duration::from_secs(3));
     }
 
     #[test]

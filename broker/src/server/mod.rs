@@ -98,21 +98,30 @@ async fn accept(broker: Arc<Broker>, listener: TcpListener, mut shutdown: watch:
     }
 }
 
-/// Retention, segment rolls, scheduled flushes and checkpoints, each on its own interval.
+/// Retention, segment rolls, scheduled flushes, checkpoints and log cleaning, each on its own
+/// interval.
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let c = &broker.config;
     let mut retention = tokio::time::interval(c.retention_check_interval);
     let mut flush = tokio::time::interval(c.flush_scheduler_interval);
     let mut checkpoint = tokio::time::interval(c.checkpoint_interval);
-    for t in [&mut retention, &mut flush, &mut checkpoint] {
+    let mut cleaner = tokio::time::interval(c.log_cleaner_backoff);
+    for t in [&mut retention, &mut flush, &mut checkpoint, &mut cleaner] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
+    let mut cleaning: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         // Storage work blocks on disk: run it off the async workers.
         let b = broker.clone();
         tokio::select! {
             _ = retention.tick() => { let _ = tokio::task::spawn_blocking(move || b.apply_retention()).await; }
             _ = flush.tick() => { let _ = tokio::task::spawn_blocking(move || b.flush_due()).await; }
+            _ = cleaner.tick() => {
+                // Not awaited: a long pass must not hold up flushes and retention. One at a time.
+                if cleaning.as_ref().is_none_or(|pass| pass.is_finished()) {
+                    cleaning = Some(tokio::task::spawn_blocking(move || b.clean_logs()));
+                }
+            }
             _ = checkpoint.tick() => {
                 let r = tokio::task::spawn_blocking(move || b.write_checkpoints()).await;
                 if let Ok(Err(e)) = r {

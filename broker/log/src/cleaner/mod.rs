@@ -726,7 +726,7 @@ fn run_with(
     access.log().finish_clean(&task, completed)?;
     match outcome {
         Ok(true) => {
-            tracing::info!(
+            tracing::debug!(
                 first_dirty = task.stats.first_dirty_offset,
                 end = task.stats.end_offset,
                 bytes_read = task.stats.bytes_read,
