@@ -143,7 +143,7 @@ fn keys_headers_and_timestamps_read_back_exactly() {
     let bootstrap = broker.bootstrap();
     create_topic(&bootstrap, "events", 1, &[]);
     let base = 1_700_000_000_000i64;
-    let sent = vec![
+    let sent = [
         Sent {
             key: Some(b"user-1".to_vec()),
             value: Some(b"hello".to_vec()),
