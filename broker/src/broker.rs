@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use crate::{
     config::{self, BrokerConfig, ConfigError, Properties},
+    coordinator::group::{self as groups, GroupConfig, GroupCoordinator},
     metadata::{MetadataError, MetadataImage, MetadataStore, TopicRecord},
     metrics::Metrics,
     partition::{Partition, TopicPartition},
@@ -118,6 +119,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// The group coordinator (consumer groups and committed offsets).
+    pub groups: GroupCoordinator,
     store: MetadataStore,
     image: RwLock<MetadataImage>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
@@ -257,8 +260,10 @@ impl Broker {
             admin: Mutex::new(()),
             producer_ids: Mutex::new((next_pid, next_pid)),
             ready: AtomicBool::new(false),
+            groups: GroupCoordinator::new(GroupConfig::from_broker(&config)),
             config,
         });
+        broker.groups.attach(groups::ensure_offsets_topic(&broker)?);
         Ok(broker)
     }
 

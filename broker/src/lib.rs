@@ -8,6 +8,8 @@
 //! - [`broker`]: the broker's state — topics, partitions, producer ids — and its operations.
 //! - [`partition`]: one hosted partition: its log and its append wake-up.
 //! - [`metadata`]: the durable metadata document (topics, dynamic configs, cluster id).
+//! - [`coordinator`]: the group coordinator (consumer groups, committed offsets in
+//!   `__consumer_offsets`).
 //! - [`metrics`]: Prometheus metrics named after Kafka's JMX metrics.
 //! - Storage is the `millrace-log` crate (`broker/log`): segments, indexes, recovery, retention.
 //!
@@ -23,6 +25,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod coordinator;
 pub mod handlers;
 pub mod metadata;
 pub mod metrics;

@@ -3,7 +3,7 @@
 use kafka_protocol::ResponseError;
 use millrace_log::LogError;
 
-use crate::{broker::BrokerError, config::ConfigError};
+use crate::{broker::BrokerError, config::ConfigError, coordinator::group::GroupError};
 
 /// The Kafka error code for a storage error.
 pub fn log_error(e: &LogError) -> ResponseError {
@@ -35,6 +35,31 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
         BrokerError::InternalTopic(_) => ResponseError::InvalidRequest,
         BrokerError::Log { source, .. } => log_error(source),
         BrokerError::Metadata(_) | BrokerError::Io { .. } => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The Kafka error code for a group coordinator outcome.
+pub fn group_error(e: &GroupError) -> ResponseError {
+    match e {
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        // Kafka answers a failed __consumer_offsets write (KAFKA_STORAGE_ERROR,
+        // NOT_LEADER_OR_FOLLOWER) with NOT_COORDINATOR, so clients look for it again.
+        GroupError::NotCoordinator | GroupError::Storage(_) => ResponseError::NotCoordinator,
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::InvalidCommitOffsetSize => ResponseError::InvalidCommitOffsetSize,
     }
 }
 
