@@ -213,6 +213,7 @@ impl Metrics {
              # TYPE kafka_controller_kafkacontroller_offline_partitions_count gauge\n\
              kafka_controller_kafkacontroller_offline_partitions_count 0\n",
         );
+        text.push_str(&broker.groups.render_metrics());
         text
     }
 }

@@ -126,6 +126,7 @@ fn describe(topic: &Topic, node: i32, topic_ops: i32) -> MetadataResponseTopic {
             topic.record.name.clone(),
         ))))
         .with_topic_id(topic.record.id)
+        .with_is_internal(topic.record.name == crate::coordinator::group::OFFSETS_TOPIC)
         .with_partitions(partitions)
         .with_topic_authorized_operations(topic_ops)
 }

@@ -6,18 +6,29 @@ mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 pub mod error;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
 use kafka_protocol::{
@@ -41,6 +52,8 @@ pub struct Ctx<'a> {
     pub version: i16,
     /// The request header (client id, correlation id).
     pub header: &'a RequestHeader,
+    /// The client's address, if known (DescribeGroups reports it as the member's host).
+    pub peer: Option<SocketAddr>,
 }
 
 /// Kafka's "authorized operations not requested" sentinel.
@@ -58,6 +71,7 @@ pub async fn dispatch(
     version: i16,
     header: RequestHeader,
     mut body: Bytes,
+    peer: Option<SocketAddr>,
 ) -> Result<Option<Bytes>, FrameError> {
     let request =
         RequestKind::decode(key, &mut body, version).map_err(|source| FrameError::Malformed {
@@ -69,6 +83,7 @@ pub async fn dispatch(
         broker,
         version,
         header: &header,
+        peer,
     };
     let corr = header.correlation_id;
     let encoded = match request {
@@ -117,6 +132,39 @@ pub async fn dispatch(
         }
         RequestKind::DescribeCluster(r) => {
             encode_response(key, version, corr, &describe_cluster::handle(&ctx, r))
+        }
+        RequestKind::FindCoordinator(r) => {
+            encode_response(key, version, corr, &find_coordinator::handle(&ctx, r))
+        }
+        RequestKind::JoinGroup(r) => {
+            encode_response(key, version, corr, &join_group::handle(&ctx, r).await)
+        }
+        RequestKind::SyncGroup(r) => {
+            encode_response(key, version, corr, &sync_group::handle(&ctx, r).await)
+        }
+        RequestKind::Heartbeat(r) => {
+            encode_response(key, version, corr, &heartbeat::handle(&ctx, r))
+        }
+        RequestKind::LeaveGroup(r) => {
+            encode_response(key, version, corr, &leave_group::handle(&ctx, r))
+        }
+        RequestKind::OffsetCommit(r) => {
+            encode_response(key, version, corr, &offset_commit::handle(&ctx, r))
+        }
+        RequestKind::OffsetFetch(r) => {
+            encode_response(key, version, corr, &offset_fetch::handle(&ctx, r))
+        }
+        RequestKind::OffsetDelete(r) => {
+            encode_response(key, version, corr, &offset_delete::handle(&ctx, r))
+        }
+        RequestKind::ListGroups(r) => {
+            encode_response(key, version, corr, &list_groups::handle(&ctx, r))
+        }
+        RequestKind::DescribeGroups(r) => {
+            encode_response(key, version, corr, &describe_groups::handle(&ctx, r))
+        }
+        RequestKind::DeleteGroups(r) => {
+            encode_response(key, version, corr, &delete_groups::handle(&ctx, r))
         }
         _ => return Err(FrameError::Unimplemented(key)),
     };

@@ -62,10 +62,16 @@ pub async fn serve(
 
     while let Some(frame) = req_rx.recv().await {
         // A panic in a handler is a bug, but it must cost this connection only, not the broker.
-        let handled = AssertUnwindSafe(handle_frame(&broker, frame)).catch_unwind().await;
+        let handled = AssertUnwindSafe(handle_frame(&broker, frame, peer))
+            .catch_unwind()
+            .await;
         let Ok(handled) = handled else {
             tracing::error!(%peer, "request handler panicked; closing connection");
-            broker.metrics.errors.with_label_values(&["panic", "CLOSED"]).inc();
+            broker
+                .metrics
+                .errors
+                .with_label_values(&["panic", "CLOSED"])
+                .inc();
             break;
         };
         match handled {
@@ -171,7 +177,11 @@ async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
 }
 
 /// Turns one frame into its response (or none, for acks=0).
-async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Option<Bytes>, FrameError> {
+async fn handle_frame(
+    broker: &Arc<Broker>,
+    mut frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Option<Bytes>, FrameError> {
     let p = protocol::prelude(&frame)?;
     let key = ApiKey::try_from(p.api_key).map_err(|()| FrameError::UnknownApiKey(p.api_key))?;
     let Some(s) = protocol::supported(key) else {
@@ -197,7 +207,7 @@ async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Option<B
     let started = Instant::now();
     let header = protocol::decode_header(key, p.api_version, &mut frame)?;
     let name = api_name(key);
-    let result = handlers::dispatch(broker, key, p.api_version, header, frame).await;
+    let result = handlers::dispatch(broker, key, p.api_version, header, frame, Some(peer)).await;
     broker.metrics.requests.with_label_values(&[name]).inc();
     broker
         .metrics
@@ -224,6 +234,17 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
         _ => "Other",
     }
 }

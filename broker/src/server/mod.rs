@@ -45,6 +45,11 @@ pub async fn run(broker: Arc<Broker>) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
     tasks.spawn(admin::serve(broker.clone(), admin, shutdown_rx.clone()));
     tasks.spawn(housekeeping(broker.clone(), shutdown_rx.clone()));
+    // Loads __consumer_offsets, then runs group timers and offsets retention.
+    tasks.spawn(crate::coordinator::group::run(
+        broker.clone(),
+        shutdown_rx.clone(),
+    ));
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
         accept_loops.spawn(accept(broker.clone(), listener, shutdown_rx.clone()));
