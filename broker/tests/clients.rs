@@ -1128,7 +1128,11 @@ fn raw_alter(raw: &mut RawConn, topic: &str, configs: &[(&str, &str)]) -> (i16, 
     let result = &response.responses[0];
     (
         result.error_code,
-        result.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+        result
+            .error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
     )
 }
 
@@ -1235,7 +1239,10 @@ fn invalid_config_values_are_rejected_with_invalid_config_naming_the_key() {
     let mut raw = RawConn::connect(broker.kafka_addr());
     for (key, value) in [("retention.ms", "not-a-number"), ("no.such.config", "1")] {
         let (code, message) = raw_alter(&mut raw, "strict", &[(key, value)]);
-        assert_eq!(code, INVALID_CONFIG, "AlterConfigs {key}={value}: {message}");
+        assert_eq!(
+            code, INVALID_CONFIG,
+            "AlterConfigs {key}={value}: {message}"
+        );
         assert!(
             message.contains(key),
             "AlterConfigs error message does not name {key}: {message:?}"
@@ -1299,6 +1306,44 @@ fn produce_sized(
     }
 }
 
+/// Reads everything retention has left of partition 0, from the low watermark to the high
+/// watermark: (low watermark, (offset, value) per record). Retention may move the low watermark
+/// between the ListOffsets and the Fetch; the fetch then gets OFFSET_OUT_OF_RANGE and the read
+/// starts over from the new low watermark.
+fn read_retained(broker: &Broker, topic: &str) -> (i64, Vec<(i64, Option<bytes::Bytes>)>) {
+    let mut raw = RawConn::connect(broker.kafka_addr());
+    let mut result = None;
+    let done = wait_until(CLIENT_TIMEOUT, || {
+        let (low, high) = watermarks(&broker.bootstrap(), topic, 0);
+        let mut records = Vec::new();
+        let mut next = low;
+        while next < high {
+            let data = raw.fetch(topic, 0, next);
+            if data.error_code == OFFSET_OUT_OF_RANGE {
+                return false;
+            }
+            assert_eq!(data.error_code, 0, "fetch {topic} at {next}");
+            let fetched: Vec<_> = fetched_values(&data)
+                .into_iter()
+                .filter(|(offset, _)| *offset >= next)
+                .collect();
+            assert!(
+                !fetched.is_empty(),
+                "fetch {topic} at {next} below {high} returned nothing"
+            );
+            next = fetched.last().unwrap().0 + 1;
+            records.extend(fetched);
+        }
+        result = Some((low, records));
+        true
+    });
+    assert!(
+        done,
+        "{topic}: the log start kept moving for {CLIENT_TIMEOUT:?}"
+    );
+    result.unwrap()
+}
+
 #[test]
 fn retention_ms_deletes_expired_segments_and_moves_the_low_watermark() {
     let broker = Broker::start(&[("log.retention.check.interval.ms", "200")]);
@@ -1337,13 +1382,13 @@ fn retention_ms_deletes_expired_segments_and_moves_the_low_watermark() {
         "first segment file still present: {:?}",
         segment_files(&broker, "expiring-0")
     );
-    // What is left starts at the low watermark and is intact.
-    let rest = read_to_end(&bootstrap, "expiring", 0, low);
-    assert_eq!(rest.len() as i64, high - low);
-    assert_eq!(rest[0].offset(), low);
+    // What is left runs from the low watermark to the end without a gap, and is intact.
+    let (low, rest) = read_retained(&broker, "expiring");
+    let offsets: Vec<i64> = rest.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(offsets, (low..45).collect::<Vec<_>>());
     let tail: Vec<&[u8]> = rest[rest.len() - 5..]
         .iter()
-        .map(|m| m.payload().unwrap())
+        .map(|(_, value)| value.as_deref().unwrap())
         .collect();
     assert_eq!(tail, fresh.iter().map(|v| &v[..]).collect::<Vec<_>>());
 }
@@ -1382,12 +1427,16 @@ fn retention_bytes_keeps_the_partition_near_its_size_limit() {
         "retention.bytes deleted too much: {} records left",
         high - low
     );
-    let rest = read_to_end(&bootstrap, "bounded", 0, low);
-    assert_eq!(rest.len() as i64, high - low);
-    assert_eq!(
-        rest.last().unwrap().payload(),
-        Some(&incompressible(100 << 10, 49)[..])
-    );
+    let (low, rest) = read_retained(&broker, "bounded");
+    let offsets: Vec<i64> = rest.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(offsets, (low..50).collect::<Vec<_>>());
+    for (offset, value) in &rest {
+        assert_eq!(
+            value.as_deref(),
+            Some(&incompressible(100 << 10, *offset as u64)[..]),
+            "value at offset {offset}"
+        );
+    }
 }
 
 #[test]
@@ -1419,12 +1468,21 @@ fn segment_ms_rolls_the_active_segment_so_retention_can_delete_it() {
         "expired, rolled segments were never deleted: {:?}",
         segment_files(&broker, "rolling-0")
     );
-    // The log goes on at the right offset.
+    // The log goes on at the right offset. Retention may still be deleting the other expired
+    // segments meanwhile, so read only the fresh record, which it must keep.
     assert_eq!(send_value(&producer, "rolling", b"after"), sent);
     let (low, high) = watermarks(&bootstrap, "rolling", 0);
     assert_eq!(high, sent + 1);
-    let rest = read_to_end(&bootstrap, "rolling", 0, low);
-    assert_eq!(rest.last().unwrap().payload(), Some(&b"after"[..]));
+    assert!(
+        low <= sent,
+        "retention deleted the fresh record: low watermark {low}"
+    );
+    let rest = read_to_end(&bootstrap, "rolling", 0, sent);
+    assert_eq!(rest.len(), 1);
+    assert_eq!(
+        (rest[0].offset(), rest[0].payload()),
+        (sent, Some(&b"after"[..]))
+    );
 }
 
 #[test]
