@@ -76,7 +76,7 @@ pub enum BrokerError {
     #[error("topic deletion is disabled (delete.topic.enable=false)")]
     DeletionDisabled,
     /// An internal topic may not be changed this way.
-    #[error("topic `{0}` is internal")]
+    #[error("topic `{0}` is internal to the broker and cannot be changed by clients")]
     InternalTopic(String),
     /// A log operation failed.
     #[error("log of {tp}")]
@@ -142,6 +142,12 @@ pub fn now_ms() -> i64 {
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BrokerError {
     let path = path.to_path_buf();
     move |source| BrokerError::Io { op, path, source }
+}
+
+/// Topics the broker itself writes (`__consumer_offsets`): clients may read them, but not
+/// produce to, delete or grow them, as in Kafka.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == crate::coordinator::group::OFFSETS_TOPIC
 }
 
 /// Kafka's topic-name rule: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -467,6 +473,9 @@ impl Broker {
         if !self.config.delete_topic_enable {
             return Err(BrokerError::DeletionDisabled);
         }
+        if is_internal_topic(name) {
+            return Err(BrokerError::InternalTopic(name.to_string()));
+        }
         let _guard = self.admin.lock();
         let Some(topic) = self.topics.read().get(name).cloned() else {
             return Err(BrokerError::UnknownTopic(name.to_string()));
@@ -505,6 +514,10 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
+        // The coordinator maps groups to partitions by count: growing the topic would move them.
+        if is_internal_topic(name) {
+            return Err(BrokerError::InternalTopic(name.to_string()));
+        }
         let _guard = self.admin.lock();
         let Some(topic) = self.topics.read().get(name).cloned() else {
             return Err(BrokerError::UnknownTopic(name.to_string()));
@@ -813,6 +826,30 @@ fn remove_deleted_dirs(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_cannot_delete_or_grow_internal_topics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut props = Properties::default();
+        props
+            .set("log.dirs", &dir.path().display().to_string())
+            .expect("valid");
+        props
+            .set("offsets.topic.num.partitions", "2")
+            .expect("valid");
+        let broker = Broker::open(BrokerConfig::from_props(props).expect("valid")).expect("open");
+        let offsets = crate::coordinator::group::OFFSETS_TOPIC;
+        assert!(broker.topic(offsets).is_some(), "created at start-up");
+        assert!(matches!(
+            broker.delete_topic(offsets),
+            Err(BrokerError::InternalTopic(_))
+        ));
+        assert!(matches!(
+            broker.create_partitions(offsets, 10, false),
+            Err(BrokerError::InternalTopic(_))
+        ));
+        assert_eq!(broker.topic(offsets).map(|t| t.partitions.len()), Some(2));
+    }
 
     #[test]
     fn topic_names_follow_kafkas_rules() {

@@ -16,7 +16,7 @@ use kafka_protocol::{
 use uuid::Uuid;
 
 use super::{error, text, Ctx};
-use crate::broker::now_ms;
+use crate::broker::{is_internal_topic, now_ms};
 
 /// Appends every partition's records and reports per partition.
 pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
@@ -66,6 +66,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
                 partition_responses.push(resp.with_error_code(unknown.code()));
                 continue;
             };
+            if is_internal_topic(&partition.tp.topic) {
+                partition_responses.push(
+                    resp.with_error_code(ResponseError::InvalidTopicException.code())
+                        .with_error_message(text("cannot produce to an internal topic")),
+                );
+                continue;
+            }
             let Some(records) = pd.records else {
                 partition_responses.push(
                     resp.with_error_code(ResponseError::CorruptMessage.code())
