@@ -43,7 +43,7 @@ use tokio::time::Instant;
 
 use crate::{
     config::ClientConfig,
-    connection::{Channel, Connector, Outbound, TcpConnector},
+    connection::{Channel, Connector, Outbound, Reply, TcpConnector},
     error::{Error, KafkaCode, Result},
     metadata::{Metadata, PartitionMetadata, TopicPartition},
     versions::{client_range, ApiVersionTable},
@@ -208,6 +208,7 @@ impl Client {
     pub(crate) async fn send_any<R, F>(&self, build: F) -> Result<R::Response>
     where
         R: Request,
+        R::Response: Send + 'static,
         F: Fn(i16) -> R,
     {
         let mut last = None;
@@ -335,9 +336,9 @@ impl Client {
                 ApiVersionsRequest::default()
             };
             let body = encode(&request, version)?;
-            let bytes = self
-                .round_trip(addr, channel, ApiKey::ApiVersions, version, body, None)
-                .await?;
+            let reply = submit_expecting(addr, channel, ApiKey::ApiVersions, version, body)?;
+            let timeout = self.inner.config.request_timeout;
+            let bytes = await_reply(addr, channel, ApiKey::ApiVersions, reply, timeout).await?;
             let response = ApiVersionsResponse::decode(&mut bytes.clone(), version)
                 .or_else(|_| ApiVersionsResponse::decode(&mut bytes.clone(), 0))
                 .map_err(|e| Error::Decode {
@@ -369,6 +370,7 @@ impl Client {
     pub async fn send<R, F>(&self, node: &Node, build: F) -> Result<R::Response>
     where
         R: Request,
+        R::Response: Send + 'static,
         F: FnOnce(i16) -> R,
     {
         let api = api_key::<R>()?;
@@ -385,24 +387,38 @@ impl Client {
         version: i16,
         request: &R,
         timeout: Duration,
-    ) -> Result<R::Response> {
+    ) -> Result<R::Response>
+    where
+        R::Response: Send + 'static,
+    {
+        self.submit(node, version, request, timeout)?.await
+    }
+
+    /// Queues `request` on the connection now; the returned future waits (at most `timeout`)
+    /// for its response. A connection answers in submission order, so a caller that must keep
+    /// requests in order (the producer, per partition) submits in order and waits in parallel.
+    pub(crate) fn submit<R: Request>(
+        &self,
+        node: &Node,
+        version: i16,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<impl Future<Output = Result<R::Response>> + Send + 'static>
+    where
+        R::Response: Send + 'static,
+    {
         let api = api_key::<R>()?;
         let body = encode(request, version)?;
-        let bytes = self
-            .round_trip(
-                &node.addr,
-                node.channel.as_ref(),
+        let reply = submit_expecting(&node.addr, node.channel.as_ref(), api, version, body)?;
+        let (addr, channel) = (node.addr.clone(), Arc::clone(&node.channel));
+        Ok(async move {
+            let bytes = await_reply(&addr, channel.as_ref(), api, reply, timeout).await?;
+            R::Response::decode(&mut bytes.clone(), version).map_err(|e| Error::Decode {
+                addr,
                 api,
                 version,
-                body,
-                Some(timeout),
-            )
-            .await?;
-        R::Response::decode(&mut bytes.clone(), version).map_err(|e| Error::Decode {
-            addr: node.addr.clone(),
-            api,
-            version,
-            source: e.into(),
+                source: e.into(),
+            })
         })
     }
 
@@ -422,48 +438,6 @@ impl Client {
             expect_response: false,
         })?;
         Ok(())
-    }
-
-    async fn round_trip(
-        &self,
-        addr: &str,
-        channel: &dyn Channel,
-        api: ApiKey,
-        version: i16,
-        body: bytes::Bytes,
-        timeout: Option<Duration>,
-    ) -> Result<bytes::Bytes> {
-        let timeout = timeout.unwrap_or(self.inner.config.request_timeout);
-        let reply = channel
-            .submit(Outbound {
-                api,
-                version,
-                body,
-                expect_response: true,
-            })?
-            .ok_or_else(|| Error::Protocol {
-                addr: addr.to_string(),
-                detail: "no reply handle for a request that expects one".into(),
-            })?;
-        match tokio::time::timeout(timeout, reply).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::Io {
-                addr: addr.to_string(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::ConnectionAborted,
-                    "connection closed before the response",
-                ),
-            }),
-            Err(_) => {
-                // As Kafka clients do: a request that timed out poisons the connection (its
-                // response may still come), so the next request opens a fresh one.
-                channel.close();
-                Err(Error::Timeout {
-                    what: format!("{api:?} request to {addr}"),
-                    after: timeout,
-                })
-            }
-        }
     }
 
     /// Runs `op` until it succeeds, fails with a non-retriable error, or the API timeout
@@ -694,6 +668,56 @@ impl Client {
             nodes.push((*id, self.node(Target::Broker(*id)).await?));
         }
         Ok(nodes)
+    }
+}
+
+/// Queues an encoded request that expects a response; returns the receiver for it.
+fn submit_expecting(
+    addr: &str,
+    channel: &dyn Channel,
+    api: ApiKey,
+    version: i16,
+    body: bytes::Bytes,
+) -> Result<Reply> {
+    channel
+        .submit(Outbound {
+            api,
+            version,
+            body,
+            expect_response: true,
+        })?
+        .ok_or_else(|| Error::Protocol {
+            addr: addr.to_string(),
+            detail: "no reply handle for a request that expects one".into(),
+        })
+}
+
+/// Waits for a response body, at most `timeout`.
+async fn await_reply(
+    addr: &str,
+    channel: &dyn Channel,
+    api: ApiKey,
+    reply: Reply,
+    timeout: Duration,
+) -> Result<bytes::Bytes> {
+    match tokio::time::timeout(timeout, reply).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(Error::Io {
+            addr: addr.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "connection closed before the response",
+            ),
+        }),
+        Err(_) => {
+            // As Kafka clients do: a request that timed out poisons the connection (its
+            // response may still come), so the next request opens a fresh one.
+            channel.close();
+            Err(Error::Timeout {
+                what: format!("{api:?} request to {addr}"),
+                after: timeout,
+            })
+        }
     }
 }
 

@@ -44,7 +44,7 @@ use tokio::{
         tcp::{OwnedReadHalf, OwnedWriteHalf},
         TcpStream,
     },
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
 };
 
 use crate::error::{Error, Result};
@@ -131,6 +131,9 @@ struct Shared {
     client_id: StrBytes,
     next_correlation_id: AtomicI32,
     closed: AtomicBool,
+    /// Set once, when the connection closes: stops the reader and writer tasks, which shut the
+    /// socket down, so the broker sees the connection end at once.
+    stop: watch::Sender<bool>,
     /// Invariant: holds exactly the submitted requests whose responses have not been read yet
     /// (and that expect one), until the connection fails and drains it.
     waiters: Mutex<HashMap<i32, Waiter>>,
@@ -140,6 +143,7 @@ impl Shared {
     /// Marks the connection closed and fails every waiter with `error`'s kind and text.
     fn fail_all(&self, error: &io::Error) {
         self.closed.store(true, Ordering::Release);
+        self.stop.send_replace(true);
         let drained: Vec<Waiter> = match self.waiters.lock() {
             Ok(mut waiters) => waiters.drain().map(|(_, w)| w).collect(),
             Err(poisoned) => poisoned.into_inner().drain().map(|(_, w)| w).collect(),
@@ -176,6 +180,7 @@ impl TcpChannel {
             client_id: StrBytes::from_string(config.client_id.clone()),
             next_correlation_id: AtomicI32::new(1),
             closed: AtomicBool::new(false),
+            stop: watch::channel(false).0,
             waiters: Mutex::new(HashMap::new()),
         });
         let (frames, queue) = mpsc::unbounded_channel();
@@ -267,8 +272,10 @@ impl Channel for TcpChannel {
 
 impl Drop for TcpChannel {
     fn drop(&mut self) {
-        // Stops the reader task too: it exits once it sees the flag or the socket closes.
-        self.shared.closed.store(true, Ordering::Release);
+        self.shared.fail_all(&io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "connection dropped by the client",
+        ));
     }
 }
 
@@ -278,10 +285,15 @@ async fn write_loop(
     shared: Arc<Shared>,
 ) {
     let mut out = BufWriter::with_capacity(256 * 1024, write);
-    while let Some(frame) = queue.recv().await {
-        if shared.closed.load(Ordering::Acquire) {
+    let mut stop = shared.stop.subscribe();
+    loop {
+        let frame = tokio::select! {
+            frame = queue.recv() => frame,
+            _ = stop.wait_for(|stopped| *stopped) => None,
+        };
+        let Some(frame) = frame else {
             break;
-        }
+        };
         let mut result = out.write_all(&frame).await;
         // Coalesce whatever else is already queued into the same flush.
         while result.is_ok() {
@@ -303,17 +315,22 @@ async fn write_loop(
 }
 
 async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>, max_response_bytes: usize) {
+    let mut stop = shared.stop.subscribe();
     let error = loop {
-        match read_frame(&mut read, max_response_bytes).await {
+        // Cancelling a half-read frame is fine here: the connection is being thrown away.
+        let frame = tokio::select! {
+            frame = read_frame(&mut read, max_response_bytes) => frame,
+            _ = stop.wait_for(|stopped| *stopped) => {
+                break io::Error::new(io::ErrorKind::ConnectionAborted, "connection closed");
+            }
+        };
+        match frame {
             Ok(frame) => {
                 if let Err(e) = deliver(&shared, frame) {
                     break e;
                 }
             }
             Err(e) => break e,
-        }
-        if shared.closed.load(Ordering::Acquire) && shared.waiters().is_empty() {
-            break io::Error::new(io::ErrorKind::ConnectionAborted, "connection closed");
         }
     };
     if !shared.closed.load(Ordering::Acquire) {

@@ -733,15 +733,20 @@ impl Shared {
                 let in_flight = state.node_in_flight.get(&leader).copied().unwrap_or(0);
                 let requests = building.entry(leader).or_default();
                 let size = front.size;
-                let fits = requests
-                    .last()
-                    .is_some_and(|(_, bytes)| bytes + size <= config.max_request_size);
-                if !fits {
-                    if in_flight + requests.len() >= config.max_in_flight {
-                        break;
+                // One batch per partition per request (brokers refuse more from an idempotent
+                // producer, and answer per partition); a partition's next batch goes in the
+                // next request, which is sent after this one on the same connection.
+                let slot = requests.iter().position(|(batches, bytes)| {
+                    bytes + size <= config.max_request_size && !batches.iter().any(|b| b.tp == tp)
+                });
+                let slot = match slot {
+                    Some(i) => i,
+                    None if in_flight + requests.len() < config.max_in_flight => {
+                        requests.push((Vec::new(), 0));
+                        requests.len() - 1
                     }
-                    requests.push((Vec::new(), 0));
-                }
+                    None => break,
+                };
                 let Some(mut batch) = part.queue.pop_front() else {
                     break;
                 };
@@ -750,7 +755,7 @@ impl Shared {
                     part.next_sequence = wrap_add(part.next_sequence, batch.count());
                 }
                 part.in_flight += 1;
-                if let Some((batches, bytes)) = requests.last_mut() {
+                if let Some((batches, bytes)) = requests.get_mut(slot) {
                     *bytes += batch.size;
                     batches.push(batch);
                 }
@@ -914,8 +919,17 @@ fn wrap_add(sequence: i32, delta: i32) -> i32 {
     ((i64::from(sequence) + i64::from(delta)) % (i64::from(i32::MAX) + 1)) as i32
 }
 
+/// A request's place in its leader's submission order: wait for `previous` (the request
+/// before it was submitted, or gave up), submit, then signal `submitted`. Dropping the sender
+/// counts as the signal, so a request that fails early never blocks the next.
+struct Turn {
+    previous: Option<oneshot::Receiver<()>>,
+    submitted: oneshot::Sender<()>,
+}
+
 /// The sender task.
 async fn run(shared: Arc<Shared>) {
+    let mut last_turn: HashMap<i32, oneshot::Receiver<()>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
     let mut last_refresh_check = Instant::now();
     loop {
@@ -935,10 +949,16 @@ async fn run(shared: Arc<Shared>) {
             shared.refresh_metadata_in_background();
         }
         for (leader, batches) in drained.requests {
+            let (submitted, next) = oneshot::channel();
+            let turn = Turn {
+                previous: last_turn.insert(leader, next),
+                submitted,
+            };
             tokio::spawn(send_request(
                 Arc::clone(&shared),
                 leader,
                 batches,
+                turn,
                 done_tx.clone(),
             ));
         }
@@ -968,6 +988,7 @@ async fn send_request(
     shared: Arc<Shared>,
     leader: i32,
     batches: Vec<Batch>,
+    turn: Turn,
     done: mpsc::UnboundedSender<Outcome>,
 ) {
     let (pid, epoch) = shared.identity.unwrap_or((-1, -1));
@@ -994,7 +1015,7 @@ async fn send_request(
         }
     }
     if !sendable.is_empty() {
-        match produce(&shared, leader, payload).await {
+        match produce(&shared, leader, payload, turn).await {
             Ok(Some(mut answers)) => {
                 for batch in sendable {
                     let result = answers.remove(&batch.tp).unwrap_or_else(|| {
@@ -1033,6 +1054,7 @@ async fn produce(
     shared: &Shared,
     leader: i32,
     batches: Vec<(TopicPartition, Bytes)>,
+    turn: Turn,
 ) -> Result<Option<HashMap<TopicPartition, Result<Ack>>>> {
     let client = &shared.client;
     let node = client.node(Target::Broker(leader)).await?;
@@ -1060,14 +1082,20 @@ async fn produce(
                 })
                 .collect(),
         );
+    // Submit only after the previous request to this leader was submitted: requests are encoded
+    // in parallel, but a partition's batches must reach the broker in sequence order.
+    if let Some(previous) = turn.previous {
+        let _ = previous.await;
+    }
     if shared.config.acks == Acks::None {
         client.send_no_response(&node, version, &request)?;
+        let _ = turn.submitted.send(());
         return Ok(None);
     }
     // The broker may take the whole timeout waiting for replicas; allow for the round trip.
-    let response = client
-        .send_at(&node, version, &request, timeout + Duration::from_secs(5))
-        .await?;
+    let reply = client.submit(&node, version, &request, timeout + Duration::from_secs(5))?;
+    let _ = turn.submitted.send(());
+    let response = reply.await?;
     let mut answers = HashMap::new();
     for topic in response.responses {
         for p in topic.partition_responses {
