@@ -32,3 +32,4 @@ pub mod metrics;
 pub mod partition;
 pub mod protocol;
 pub mod server;
+pub mod tools;

@@ -1,17 +1,24 @@
-//! The `millrace` command: the broker (`serve`, the default) and, over time, the tools Kafka
-//! users expect.
+//! The `millrace` command: the broker (`serve`, the default) and the tools Kafka users expect
+//! (`topics`, `configs`, `groups`, `produce`, `consume`, `dump-log`, `perf`; see `tools`).
 
-use std::path::PathBuf;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use millrace::{
     broker::Broker,
     config::{BrokerConfig, Properties},
+    tools,
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "millrace", version, about = "A Kafka-compatible streaming broker", long_about = None)]
+#[command(
+    name = "millrace",
+    version,
+    about = "A Kafka-compatible streaming broker, and the tools to run one",
+    long_about = None,
+    after_help = "Every tool takes --bootstrap-server HOST:PORT (default 127.0.0.1:9092) and speaks the Kafka protocol, so it works with any Kafka-compatible cluster. `millrace <tool> --help` shows its options."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -21,6 +28,20 @@ struct Cli {
 enum Command {
     /// Run the broker (the default when no command is given).
     Serve(ServeArgs),
+    /// Create, list, describe, alter (add partitions) and delete topics.
+    Topics(tools::topics::TopicsArgs),
+    /// Describe, alter and delete dynamic configs of topics and brokers.
+    Configs(tools::configs::ConfigsArgs),
+    /// List, describe and delete consumer groups; reset, export and import their offsets.
+    Groups(tools::groups::GroupsArgs),
+    /// Console producer: send lines from stdin as records.
+    Produce(tools::produce::ProduceArgs),
+    /// Console consumer: print records to stdout.
+    Consume(tools::consume::ConsumeArgs),
+    /// Decode log segment, offset index and time index files offline.
+    DumpLog(tools::dump_log::DumpLogArgs),
+    /// Measure produce or consume throughput and latency.
+    Perf(tools::perf::PerfArgs),
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -33,18 +54,39 @@ struct ServeArgs {
     overrides: Vec<String>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    // The broker logs at info; a tool only says something when it is worth a warning, so its
+    // stdout and stderr stay what the user asked for.
+    let default_level = match command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MILLRACE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
-        Command::Serve(args) => serve(args),
+    match command {
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                // The same report `main() -> anyhow::Result` would print.
+                eprintln!("Error: {e:?}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Topics(args) => tools::run(tools::topics::run(args)),
+        Command::Configs(args) => tools::run(tools::configs::run(args)),
+        Command::Groups(args) => tools::run(tools::groups::run(args)),
+        Command::Produce(args) => tools::run(tools::produce::run(args)),
+        Command::Consume(args) => tools::run(tools::consume::run(args)),
+        Command::DumpLog(args) => tools::run(tools::dump_log::run(args)),
+        Command::Perf(args) => tools::run(tools::perf::run(args)),
     }
 }
 
