@@ -13,6 +13,10 @@
 //! Layout: [`cluster`], [`topic`], [`mirror_maker`] hold one resource each; [`common`] holds the
 //! pieces they share (config values, secret references, condition helpers).
 
+#![deny(clippy::unwrap_used)]
+// kube's `printcolumn(name = .., type_ = ..)` arguments look to clippy like repeated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod cluster;
 pub mod common;
 pub mod mirror_maker;

@@ -42,13 +42,23 @@ fn helm_chart_crds_are_identical_to_crds_dir() {
 fn every_crd_is_in_the_millrace_category_with_a_short_name_and_status() {
     for (file, crd) in millrace_crds::all() {
         let names = &crd.spec.names;
-        assert_eq!(names.categories.as_deref(), Some(&["millrace".to_string()][..]), "{file}");
-        assert!(names.short_names.as_ref().is_some_and(|s| !s.is_empty()), "{file}");
+        assert_eq!(
+            names.categories.as_deref(),
+            Some(&["millrace".to_string()][..]),
+            "{file}"
+        );
+        assert!(
+            names.short_names.as_ref().is_some_and(|s| !s.is_empty()),
+            "{file}"
+        );
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");
         let sub = version.subresources.as_ref().expect("subresources");
         assert!(sub.status.is_some(), "{file} has a status subresource");
-        assert!(version.additional_printer_columns.is_some(), "{file} has printer columns");
+        assert!(
+            version.additional_printer_columns.is_some(),
+            "{file} has printer columns"
+        );
     }
 }
 
@@ -63,5 +73,8 @@ fn cluster_has_a_scale_subresource_on_replicas() {
         .expect("scale subresource");
     assert_eq!(scale.spec_replicas_path, ".spec.replicas");
     assert_eq!(scale.status_replicas_path, ".status.replicas");
-    assert_eq!(scale.label_selector_path.as_deref(), Some(".status.labelSelector"));
+    assert_eq!(
+        scale.label_selector_path.as_deref(),
+        Some(".status.labelSelector")
+    );
 }

@@ -21,8 +21,9 @@ pub(crate) fn example_cluster() -> Cluster {
 
 /// `deploy/examples/mirrormaker.yaml`.
 pub(crate) fn example_mirror_maker() -> MirrorMaker {
-    let mut m: MirrorMaker = serde_yaml::from_str(include_str!("../../deploy/examples/mirrormaker.yaml"))
-        .expect("the example MirrorMaker parses");
+    let mut m: MirrorMaker =
+        serde_yaml::from_str(include_str!("../../deploy/examples/mirrormaker.yaml"))
+            .expect("the example MirrorMaker parses");
     with_server_metadata(&mut m.metadata, "22222222-2222-2222-2222-222222222222");
     m
 }

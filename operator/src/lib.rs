@@ -12,6 +12,8 @@
 //! [`model::ClusterModel::from_crd`] (refusals become a `Ready=False` condition) → one apply per
 //! desired object → status patch.
 
+#![deny(clippy::unwrap_used)]
+
 pub mod http;
 pub mod leader;
 pub mod model;

@@ -373,11 +373,18 @@ mod tests {
             name: "orders".into(),
             partitions,
             replicas,
-            config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
-    fn observed(partitions: i32, replicas: i32, config: &[(&str, &str, ConfigSource)]) -> ObservedTopic {
+    fn observed(
+        partitions: i32,
+        replicas: i32,
+        config: &[(&str, &str, ConfigSource)],
+    ) -> ObservedTopic {
         ObservedTopic {
             topic_id: "id".into(),
             partitions,
@@ -448,7 +455,10 @@ mod tests {
                 desired: 6
             }]
         );
-        assert_eq!(p.refusals[0].to_string(), "partitions cannot decrease from 12 to 6");
+        assert_eq!(
+            p.refusals[0].to_string(),
+            "partitions cannot decrease from 12 to 6"
+        );
         assert_eq!(p.refusals[0].reason(), "PartitionDecrease");
     }
 
@@ -463,7 +473,11 @@ mod tests {
                 ("min.insync.replicas", "2", ConfigSource::Topic),
                 ("segment.bytes", "1073741824", ConfigSource::Default),
                 // Set by someone else on a key we do not manage: left alone.
-                ("follower.replication.throttled.replicas", "*", ConfigSource::Topic),
+                (
+                    "follower.replication.throttled.replicas",
+                    "*",
+                    ConfigSource::Topic,
+                ),
             ],
         );
         let d = desired(
@@ -501,7 +515,15 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused_but_the_rest_still_applies() {
         let p = plan(
-            &desired(24, 3, &[("retention.ms", "5"), ("retention.hours", "1"), ("node.id", "2")]),
+            &desired(
+                24,
+                3,
+                &[
+                    ("retention.ms", "5"),
+                    ("retention.hours", "1"),
+                    ("node.id", "2"),
+                ],
+            ),
             Some(&observed(12, 3, &[])),
         );
         assert_eq!(
@@ -543,7 +565,10 @@ mod tests {
             if self.fail_execute {
                 return Err(No);
             }
-            self.executed.lock().expect("not poisoned").push(action.clone());
+            self.executed
+                .lock()
+                .expect("not poisoned")
+                .push(action.clone());
             Ok(())
         }
     }
@@ -554,7 +579,9 @@ mod tests {
             topic: Some(observed(1, 3, &[])),
             ..Recorder::default()
         };
-        let p = sync_topic(&admin, &desired(2, 3, &[("retention.ms", "9")])).await.expect("sync");
+        let p = sync_topic(&admin, &desired(2, 3, &[("retention.ms", "9")]))
+            .await
+            .expect("sync");
         assert_eq!(*admin.executed.lock().expect("not poisoned"), p.actions);
         assert_eq!(p.actions.len(), 2);
     }
@@ -565,7 +592,9 @@ mod tests {
             fail_execute: true,
             ..Recorder::default()
         };
-        let err = sync_topic(&admin, &desired(2, 3, &[])).await.expect_err("fails");
+        let err = sync_topic(&admin, &desired(2, 3, &[]))
+            .await
+            .expect_err("fails");
         assert_eq!(err.to_string(), "failed to create topic orders");
     }
 }

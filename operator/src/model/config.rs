@@ -76,8 +76,14 @@ impl BrokerConfig {
             .collect::<Vec<_>>()
             .join(",");
         shared.insert("controller.quorum.voters".into(), voters);
-        shared.insert("controller.listener.names".into(), CONTROLLER_LISTENER.into());
-        shared.insert("inter.broker.listener.name".into(), REPLICATION_LISTENER.into());
+        shared.insert(
+            "controller.listener.names".into(),
+            CONTROLLER_LISTENER.into(),
+        );
+        shared.insert(
+            "inter.broker.listener.name".into(),
+            REPLICATION_LISTENER.into(),
+        );
         shared.insert("log.dirs".into(), LOG_DIR.into());
         shared.insert("admin.http.port".into(), ports::ADMIN_HTTP.to_string());
         let mut protocol_map = vec![
@@ -85,7 +91,11 @@ impl BrokerConfig {
             format!("{REPLICATION_LISTENER}:PLAINTEXT"),
         ];
         for l in &spec.listeners {
-            protocol_map.push(format!("{}:{}", kafka_listener_name(l), security_protocol(l)));
+            protocol_map.push(format!(
+                "{}:{}",
+                kafka_listener_name(l),
+                security_protocol(l)
+            ));
             let prefix = format!("listener.name.{}", l.name);
             if let Some(auth) = &l.authentication {
                 shared.insert(
@@ -107,13 +117,20 @@ impl BrokerConfig {
                 );
             }
         }
-        shared.insert("listener.security.protocol.map".into(), protocol_map.join(","));
+        shared.insert(
+            "listener.security.protocol.map".into(),
+            protocol_map.join(","),
+        );
         for (k, v) in &spec.config {
             shared.insert(k.clone(), v.to_string());
         }
 
         let mut pending_external = Vec::new();
-        for l in spec.listeners.iter().filter(|l| l.type_ != ListenerType::Internal) {
+        for l in spec
+            .listeners
+            .iter()
+            .filter(|l| l.type_ != ListenerType::Internal)
+        {
             let known = observed.external_addresses.get(&l.name);
             if (0..spec.replicas).any(|id| known.is_none_or(|m| !m.contains_key(&id))) {
                 pending_external.push(l.name.clone());
@@ -149,7 +166,10 @@ impl BrokerConfig {
     /// The ConfigMap's data: `server.properties` and one `node-<n>.properties` per broker.
     pub fn config_map_data(&self) -> BTreeMap<String, String> {
         let mut data = BTreeMap::new();
-        data.insert("server.properties".to_string(), properties_text(&self.shared));
+        data.insert(
+            "server.properties".to_string(),
+            properties_text(&self.shared),
+        );
         for (id, node) in self.nodes.iter().enumerate() {
             data.insert(format!("node-{id}.properties"), properties_text(node));
         }
@@ -194,8 +214,14 @@ fn node_properties(
 ) -> BTreeMap<String, String> {
     let controller = id < spec.controllers;
     let dns = names.pod_dns(id);
-    let mut listeners = vec![format!("{REPLICATION_LISTENER}://0.0.0.0:{}", ports::REPLICATION)];
-    let mut advertised = vec![format!("{REPLICATION_LISTENER}://{dns}:{}", ports::REPLICATION)];
+    let mut listeners = vec![format!(
+        "{REPLICATION_LISTENER}://0.0.0.0:{}",
+        ports::REPLICATION
+    )];
+    let mut advertised = vec![format!(
+        "{REPLICATION_LISTENER}://{dns}:{}",
+        ports::REPLICATION
+    )];
     for l in &spec.listeners {
         let name = kafka_listener_name(l);
         listeners.push(format!("{name}://0.0.0.0:{}", l.port));
@@ -215,13 +241,21 @@ fn node_properties(
         }
     }
     if controller {
-        listeners.push(format!("{CONTROLLER_LISTENER}://0.0.0.0:{}", ports::CONTROLLER));
+        listeners.push(format!(
+            "{CONTROLLER_LISTENER}://0.0.0.0:{}",
+            ports::CONTROLLER
+        ));
     }
     BTreeMap::from([
         ("node.id".to_string(), id.to_string()),
         (
             "process.roles".to_string(),
-            if controller { "broker,controller" } else { "broker" }.to_string(),
+            if controller {
+                "broker,controller"
+            } else {
+                "broker"
+            }
+            .to_string(),
         ),
         ("listeners".to_string(), listeners.join(",")),
         ("advertised.listeners".to_string(), advertised.join(",")),

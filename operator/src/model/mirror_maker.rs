@@ -30,7 +30,10 @@ const CONFIG_DIR: &str = "/etc/millrace-mirror";
 
 /// `bootstrap.servers` for a Millrace `cluster`, through `listener` (the first internal listener
 /// when `None`).
-pub fn bootstrap_servers_for(cluster: &Cluster, listener: Option<&str>) -> Result<String, ModelError> {
+pub fn bootstrap_servers_for(
+    cluster: &Cluster,
+    listener: Option<&str>,
+) -> Result<String, ModelError> {
     let name = cluster.metadata.name.clone().unwrap_or_default();
     let namespace = cluster.metadata.namespace.clone().unwrap_or_default();
     let l = match listener {
@@ -52,7 +55,11 @@ pub fn bootstrap_servers_for(cluster: &Cluster, listener: Option<&str>) -> Resul
                 cluster: name.clone(),
             })?,
     };
-    Ok(format!("{}:{}", super::Names::new(&name, &namespace).bootstrap_dns(), l.port))
+    Ok(format!(
+        "{}:{}",
+        super::Names::new(&name, &namespace).bootstrap_dns(),
+        l.port
+    ))
 }
 
 /// A validated `MirrorMaker` with its endpoints resolved to bootstrap servers.
@@ -104,7 +111,10 @@ impl MirrorMakerModel {
             (labels::NAME.to_string(), "millrace".to_string()),
             (labels::INSTANCE.to_string(), self.name.clone()),
             (labels::COMPONENT.to_string(), "mirror-maker".to_string()),
-            (labels::MANAGED_BY.to_string(), "millrace-operator".to_string()),
+            (
+                labels::MANAGED_BY.to_string(),
+                "millrace-operator".to_string(),
+            ),
         ])
     }
 
@@ -148,11 +158,19 @@ impl MirrorMakerModel {
         }
         let policy = match s.replication_policy {
             ReplicationPolicy::Prefix => "org.apache.kafka.connect.mirror.DefaultReplicationPolicy",
-            ReplicationPolicy::Identity => "org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
+            ReplicationPolicy::Identity => {
+                "org.apache.kafka.connect.mirror.IdentityReplicationPolicy"
+            }
         };
         p.insert("replication.policy.class".into(), policy.into());
-        p.insert("sync.topic.configs.enabled".into(), s.sync_topic_configs.to_string());
-        p.insert("emit.checkpoints.enabled".into(), s.checkpoints.enabled.to_string());
+        p.insert(
+            "sync.topic.configs.enabled".into(),
+            s.sync_topic_configs.to_string(),
+        );
+        p.insert(
+            "emit.checkpoints.enabled".into(),
+            s.checkpoints.enabled.to_string(),
+        );
         p.insert(
             "emit.checkpoints.interval.seconds".into(),
             s.checkpoints.interval_seconds.to_string(),
@@ -161,7 +179,10 @@ impl MirrorMakerModel {
             "sync.group.offsets.enabled".into(),
             s.checkpoints.sync_group_offsets.to_string(),
         );
-        p.insert("emit.heartbeats.enabled".into(), s.heartbeats.enabled.to_string());
+        p.insert(
+            "emit.heartbeats.enabled".into(),
+            s.heartbeats.enabled.to_string(),
+        );
         p.insert(
             "emit.heartbeats.interval.seconds".into(),
             s.heartbeats.interval_seconds.to_string(),
@@ -189,8 +210,14 @@ impl MirrorMakerModel {
         let mut env = Vec::new();
         for (prefix, ep) in [("SOURCE", &self.spec.source), ("TARGET", &self.spec.target)] {
             if let Some(c) = &ep.credentials {
-                env.push(secret_env(&format!("MILLRACE_{prefix}_USERNAME"), &c.username));
-                env.push(secret_env(&format!("MILLRACE_{prefix}_PASSWORD"), &c.password));
+                env.push(secret_env(
+                    &format!("MILLRACE_{prefix}_USERNAME"),
+                    &c.username,
+                ));
+                env.push(secret_env(
+                    &format!("MILLRACE_{prefix}_PASSWORD"),
+                    &c.password,
+                ));
             }
         }
         let probe = |path: &str| Probe {
@@ -303,7 +330,10 @@ fn endpoint_properties(
     };
     p.insert(format!("{a}.security.protocol"), protocol.into());
     if let Some(c) = &ep.credentials {
-        p.insert(format!("{a}.sasl.mechanism"), c.mechanism.kafka_name().into());
+        p.insert(
+            format!("{a}.sasl.mechanism"),
+            c.mechanism.kafka_name().into(),
+        );
         p.insert(
             format!("{a}.sasl.username"),
             format!("${{env:MILLRACE_{env_prefix}_USERNAME}}"),

@@ -157,10 +157,17 @@ impl ClusterModel {
             field,
         };
         let name = cluster.metadata.name.clone().ok_or(missing("name"))?;
-        let namespace = cluster.metadata.namespace.clone().ok_or(missing("namespace"))?;
+        let namespace = cluster
+            .metadata
+            .namespace
+            .clone()
+            .ok_or(missing("namespace"))?;
         let owner = cluster.controller_owner_ref(&()).ok_or(missing("uid"))?;
         let spec = cluster.spec.clone();
-        let version = spec.version.clone().unwrap_or_else(|| defaults.version.clone());
+        let version = spec
+            .version
+            .clone()
+            .unwrap_or_else(|| defaults.version.clone());
         let image = spec
             .image
             .clone()
@@ -234,6 +241,11 @@ impl ClusterModel {
             owner_references: Some(vec![self.owner.clone()]),
             ..ObjectMeta::default()
         }
+    }
+
+    /// The listener called `name`.
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.spec.listeners.iter().find(|l| l.name == name)
     }
 
     fn listeners(&self) -> &[Listener] {

@@ -1,8 +1,8 @@
 //! The brokers' StatefulSet, its ConfigMap and its PodDisruptionBudget.
 
 use super::{
-    config::{CONFIG_MOUNT, DATA_MOUNT, RUN_MOUNT, SERVER_PROPERTIES, TLS_MOUNT},
     config::kafka_listener_name,
+    config::{CONFIG_MOUNT, DATA_MOUNT, RUN_MOUNT, SERVER_PROPERTIES, TLS_MOUNT},
     labels, ClusterModel, CONFIG_HASH_ANNOTATION,
 };
 use k8s_openapi::{
@@ -50,7 +50,12 @@ impl ClusterModel {
     ///   quorum larger than one.
     pub fn desired_stateful_set(&self) -> StatefulSet {
         let names = self.names();
-        let mut pod_labels = self.spec.pod_template.as_ref().map(|t| t.labels.clone()).unwrap_or_default();
+        let mut pod_labels = self
+            .spec
+            .pod_template
+            .as_ref()
+            .map(|t| t.labels.clone())
+            .unwrap_or_default();
         // The operator's labels win: the selector depends on them.
         pod_labels.extend(self.labels());
         if let Some(v) = self.spec.version.as_ref() {
@@ -199,7 +204,11 @@ impl ClusterModel {
             mount("run", RUN_MOUNT, true),
         ];
         for l in self.listeners().iter().filter(|l| l.tls) {
-            mounts.push(mount(&tls_volume(&l.name), &format!("{TLS_MOUNT}/{}", l.name), true));
+            mounts.push(mount(
+                &tls_volume(&l.name),
+                &format!("{TLS_MOUNT}/{}", l.name),
+                true,
+            ));
         }
         Container {
             name: "broker".into(),

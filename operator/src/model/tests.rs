@@ -26,9 +26,16 @@ fn node_ids_roles_and_quorum_voters_follow_the_pod_ordinals() {
         let controller = id < 3;
         assert_eq!(
             node["process.roles"],
-            if controller { "broker,controller" } else { "broker" }
+            if controller {
+                "broker,controller"
+            } else {
+                "broker"
+            }
         );
-        assert_eq!(node["listeners"].contains("CONTROLLER://0.0.0.0:9093"), controller);
+        assert_eq!(
+            node["listeners"].contains("CONTROLLER://0.0.0.0:9093"),
+            controller
+        );
         assert_eq!(
             node["advertised.listeners"],
             format!(
@@ -50,7 +57,10 @@ fn config_map_has_shared_and_per_node_properties_files() {
         ["node-0.properties", "server.properties"]
     );
     let server = &data["server.properties"];
-    assert!(server.contains("log.dirs=/var/lib/millrace/data\n"), "{server}");
+    assert!(
+        server.contains("log.dirs=/var/lib/millrace/data\n"),
+        "{server}"
+    );
     assert!(server.contains(
         "listener.security.protocol.map=CONTROLLER:PLAINTEXT,REPLICATION:PLAINTEXT,PLAIN:PLAINTEXT\n"
     ));
@@ -60,8 +70,12 @@ fn config_map_has_shared_and_per_node_properties_files() {
 #[test]
 fn user_config_is_merged_into_server_properties() {
     let mut c = minimal_cluster("kf");
-    c.spec.config.insert("num.partitions".into(), ConfigValue::Int(6));
-    c.spec.config.insert("log.cleanup.policy".into(), "compact".into());
+    c.spec
+        .config
+        .insert("num.partitions".into(), ConfigValue::Int(6));
+    c.spec
+        .config
+        .insert("log.cleanup.policy".into(), "compact".into());
     let server = model(&c).desired_config_map().data.expect("data")["server.properties"].clone();
     assert!(server.contains("num.partitions=6\n"));
     assert!(server.contains("log.cleanup.policy=compact\n"));
@@ -70,10 +84,16 @@ fn user_config_is_merged_into_server_properties() {
 #[test]
 fn operator_owned_keys_are_refused_with_every_key_named() {
     let mut c = minimal_cluster("kf");
-    c.spec.config.insert("listeners".into(), "PLAIN://:1".into());
+    c.spec
+        .config
+        .insert("listeners".into(), "PLAIN://:1".into());
     c.spec.config.insert("node.id".into(), ConfigValue::Int(7));
-    c.spec.config.insert("listener.name.plain.ssl.key.location".into(), "/x".into());
-    c.spec.config.insert("num.partitions".into(), ConfigValue::Int(6));
+    c.spec
+        .config
+        .insert("listener.name.plain.ssl.key.location".into(), "/x".into());
+    c.spec
+        .config
+        .insert("num.partitions".into(), ConfigValue::Int(6));
     let err = ClusterModel::from_crd(&c, &Defaults::default(), &Observed::default())
         .expect_err("owned keys are refused");
     assert_eq!(
@@ -127,7 +147,10 @@ fn tls_and_sasl_listeners_get_protocols_and_certificate_paths() {
         shared["listener.security.protocol.map"],
         "CONTROLLER:PLAINTEXT,REPLICATION:PLAINTEXT,PLAIN:PLAINTEXT,EXTERNAL:SASL_SSL"
     );
-    assert_eq!(shared["listener.name.external.sasl.enabled.mechanisms"], "SCRAM-SHA-512");
+    assert_eq!(
+        shared["listener.name.external.sasl.enabled.mechanisms"],
+        "SCRAM-SHA-512"
+    );
     assert_eq!(
         shared["listener.name.external.ssl.certificate.location"],
         "/etc/millrace/tls/external/tls.crt"
@@ -151,19 +174,25 @@ fn external_listeners_are_advertised_only_once_their_address_is_known() {
     let c = example_cluster();
     let m = model(&c);
     assert_eq!(m.broker_config().pending_external_listeners(), ["external"]);
-    assert!(!m.broker_config().node(0).expect("node 0")["advertised.listeners"].contains("EXTERNAL"));
+    assert!(
+        !m.broker_config().node(0).expect("node 0")["advertised.listeners"].contains("EXTERNAL")
+    );
     assert_eq!(m.bootstrap_servers()["external"], None);
 
     let observed = Observed {
         external_addresses: BTreeMap::from([(
             "external".to_string(),
-            (0..3).map(|id| (id, format!("203.0.113.{}:9094", 10 + id))).collect(),
+            (0..3)
+                .map(|id| (id, format!("203.0.113.{}:9094", 10 + id)))
+                .collect(),
         )]),
     };
     let m = ClusterModel::from_crd(&c, &Defaults::default(), &observed).expect("valid");
     assert!(m.broker_config().pending_external_listeners().is_empty());
-    assert!(m.broker_config().node(2).expect("node 2")["advertised.listeners"]
-        .ends_with(",EXTERNAL://203.0.113.12:9094"));
+    assert!(
+        m.broker_config().node(2).expect("node 2")["advertised.listeners"]
+            .ends_with(",EXTERNAL://203.0.113.12:9094")
+    );
     assert_eq!(
         m.bootstrap_servers()["external"].as_deref(),
         Some("203.0.113.10:9094,203.0.113.11:9094,203.0.113.12:9094")
@@ -189,7 +218,10 @@ fn headless_service_publishes_not_ready_pods_on_every_port() {
 fn external_services_one_bootstrap_plus_one_per_broker() {
     let m = model(&example_cluster());
     let svcs = m.desired_external_services();
-    let names: Vec<_> = svcs.iter().filter_map(|s| s.metadata.name.as_deref()).collect();
+    let names: Vec<_> = svcs
+        .iter()
+        .filter_map(|s| s.metadata.name.as_deref())
+        .collect();
     assert_eq!(
         names,
         [
@@ -200,13 +232,29 @@ fn external_services_one_bootstrap_plus_one_per_broker() {
         ]
     );
     for s in &svcs {
-        assert_eq!(s.spec.as_ref().and_then(|s| s.type_.as_deref()), Some("LoadBalancer"));
+        assert_eq!(
+            s.spec.as_ref().and_then(|s| s.type_.as_deref()),
+            Some("LoadBalancer")
+        );
     }
-    let one = svcs[2].spec.as_ref().and_then(|s| s.selector.clone()).expect("selector");
+    let one = svcs[2]
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .expect("selector");
     assert_eq!(one[labels::POD_NAME], "demo-broker-1");
     // The internal bootstrap Service carries only internal listeners.
-    let boot = m.desired_bootstrap_service().expect("has an internal listener");
-    let ports: Vec<i32> = boot.spec.expect("spec").ports.expect("ports").iter().map(|p| p.port).collect();
+    let boot = m
+        .desired_bootstrap_service()
+        .expect("has an internal listener");
+    let ports: Vec<i32> = boot
+        .spec
+        .expect("spec")
+        .ports
+        .expect("ports")
+        .iter()
+        .map(|p| p.port)
+        .collect();
     assert_eq!(ports, [9092]);
 }
 
@@ -246,13 +294,30 @@ fn stateful_set_is_on_delete_parallel_with_claims_probes_and_non_root() {
     assert_eq!(broker.image.as_deref(), Some("millrace:0.1.0"));
     assert_eq!(
         broker.args.as_deref(),
-        Some(&["serve".to_string(), "--config".into(), "/var/run/millrace/server.properties".into()][..])
+        Some(
+            &[
+                "serve".to_string(),
+                "--config".into(),
+                "/var/run/millrace/server.properties".into()
+            ][..]
+        )
     );
-    let ready = broker.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("readiness");
+    let ready = broker
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .expect("readiness");
     assert_eq!(ready.path.as_deref(), Some("/readyz"));
-    let live = broker.liveness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("liveness");
+    let live = broker
+        .liveness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .expect("liveness");
     assert_eq!(live.path.as_deref(), Some("/livez"));
-    let csc = broker.security_context.as_ref().expect("container security context");
+    let csc = broker
+        .security_context
+        .as_ref()
+        .expect("container security context");
     assert_eq!(csc.read_only_root_filesystem, Some(true));
     assert_eq!(csc.allow_privilege_escalation, Some(false));
     assert_eq!(broker.resources, example_cluster().spec.resources);
@@ -261,23 +326,47 @@ fn stateful_set_is_on_delete_parallel_with_claims_probes_and_non_root() {
 #[test]
 fn rack_awareness_adds_init_args_token_spread_and_binding() {
     let m = model(&example_cluster());
-    let pod = m.desired_stateful_set().spec.template.spec.expect("pod spec");
+    let pod = m
+        .desired_stateful_set()
+        .spec
+        .template
+        .spec
+        .expect("pod spec");
     let init = &pod.init_containers.expect("init")[0];
-    assert_eq!(init.image, pod.containers[0].image, "the init step runs the same image");
+    assert_eq!(
+        init.image, pod.containers[0].image,
+        "the init step runs the same image"
+    );
     let args = init.args.clone().expect("args");
-    assert!(args.contains(&"--rack-label=topology.kubernetes.io/zone".to_string()), "{args:?}");
+    assert!(
+        args.contains(&"--rack-label=topology.kubernetes.io/zone".to_string()),
+        "{args:?}"
+    );
     assert!(args.contains(&"--node-name=$(NODE_NAME)".to_string()));
     assert_eq!(pod.automount_service_account_token, Some(true));
     let spread = pod.topology_spread_constraints.expect("spread");
     assert_eq!(spread[0].topology_key, "topology.kubernetes.io/zone");
     assert_eq!(spread[0].when_unsatisfiable, "DoNotSchedule");
-    let crb = m.desired_cluster_role_binding().expect("rack-aware clusters get a binding");
-    assert_eq!(crb.metadata.name.as_deref(), Some("millrace-broker-millrace-demo"));
+    let crb = m
+        .desired_cluster_role_binding()
+        .expect("rack-aware clusters get a binding");
+    assert_eq!(
+        crb.metadata.name.as_deref(),
+        Some("millrace-broker-millrace-demo")
+    );
     assert_eq!(crb.role_ref.name, BROKER_CLUSTER_ROLE);
-    assert!(crb.metadata.owner_references.is_none(), "cluster-scoped: no namespaced owner");
+    assert!(
+        crb.metadata.owner_references.is_none(),
+        "cluster-scoped: no namespaced owner"
+    );
 
     let plain = model(&minimal_cluster("kf"));
-    let pod = plain.desired_stateful_set().spec.template.spec.expect("pod spec");
+    let pod = plain
+        .desired_stateful_set()
+        .spec
+        .template
+        .spec
+        .expect("pod spec");
     assert_eq!(pod.automount_service_account_token, Some(false));
     assert!(!pod.init_containers.expect("init")[0]
         .args
@@ -298,10 +387,19 @@ fn pod_template_fields_are_applied_and_operator_labels_win() {
     let l = meta.labels.expect("labels");
     assert_eq!(l["team"], "streaming");
     assert_eq!(l[labels::CLUSTER], "demo");
-    assert!(meta.annotations.expect("annotations").contains_key(CONFIG_HASH_ANNOTATION));
+    assert!(meta
+        .annotations
+        .expect("annotations")
+        .contains_key(CONFIG_HASH_ANNOTATION));
     let pod = sts.spec.template.spec.expect("pod spec");
-    assert_eq!(pod.priority_class_name.as_deref(), Some("streaming-critical"));
-    assert_eq!(pod.tolerations.expect("tolerations")[0].key.as_deref(), Some("dedicated"));
+    assert_eq!(
+        pod.priority_class_name.as_deref(),
+        Some("streaming-critical")
+    );
+    assert_eq!(
+        pod.tolerations.expect("tolerations")[0].key.as_deref(),
+        Some("dedicated")
+    );
 }
 
 #[test]
@@ -310,7 +408,9 @@ fn config_hash_changes_with_config_only() {
     let mut c = minimal_cluster("kf");
     c.spec.storage.delete_claim = true;
     assert_eq!(a.broker_config().hash(), model(&c).broker_config().hash());
-    c.spec.config.insert("num.partitions".into(), ConfigValue::Int(3));
+    c.spec
+        .config
+        .insert("num.partitions".into(), ConfigValue::Int(3));
     assert_ne!(a.broker_config().hash(), model(&c).broker_config().hash());
 }
 
@@ -325,7 +425,11 @@ fn every_namespaced_object_is_owned_by_the_cluster() {
         m.desired_service_account().metadata,
     ];
     metas.extend(m.desired_bootstrap_service().map(|s| s.metadata));
-    metas.extend(m.desired_external_services().into_iter().map(|s| s.metadata));
+    metas.extend(
+        m.desired_external_services()
+            .into_iter()
+            .map(|s| s.metadata),
+    );
     for meta in metas {
         let owners = meta.owner_references.expect("owner references");
         assert_eq!(owners.len(), 1);
@@ -354,7 +458,12 @@ fn image_comes_from_spec_then_version_then_operator_default() {
         image_repository: "registry.local/millrace".into(),
         version: "9.9.9".into(),
     };
-    let image = |c: &Cluster| ClusterModel::from_crd(c, &d, &Observed::default()).expect("valid").image().to_string();
+    let image = |c: &Cluster| {
+        ClusterModel::from_crd(c, &d, &Observed::default())
+            .expect("valid")
+            .image()
+            .to_string()
+    };
     assert_eq!(image(&c), "registry.local/millrace:9.9.9");
     c.spec.version = Some("1.2.3".into());
     assert_eq!(image(&c), "registry.local/millrace:1.2.3");
@@ -365,7 +474,10 @@ fn image_comes_from_spec_then_version_then_operator_default() {
 #[test]
 fn label_selector_string_matches_the_stateful_set_selector() {
     let m = model(&minimal_cluster("kf"));
-    assert_eq!(m.label_selector_string(), "app.kubernetes.io/component=broker,millrace.io/cluster=kf");
+    assert_eq!(
+        m.label_selector_string(),
+        "app.kubernetes.io/component=broker,millrace.io/cluster=kf"
+    );
 }
 
 mod mirror {
@@ -416,9 +528,19 @@ mod mirror {
         assert_eq!(d.spec.replicas, Some(2));
         let pod = d.spec.template.spec.expect("pod");
         let env = pod.containers[0].env.clone().expect("env");
-        let pw = env.iter().find(|e| e.name == "MILLRACE_SOURCE_PASSWORD").expect("password env");
-        let sel = pw.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).expect("from secret");
-        assert_eq!((sel.name.as_str(), sel.key.as_str()), ("dc1-mirror-credentials", "password"));
+        let pw = env
+            .iter()
+            .find(|e| e.name == "MILLRACE_SOURCE_PASSWORD")
+            .expect("password env");
+        let sel = pw
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("from secret");
+        assert_eq!(
+            (sel.name.as_str(), sel.key.as_str()),
+            ("dc1-mirror-credentials", "password")
+        );
         assert_eq!(
             d.metadata.owner_references.expect("owned")[0].kind,
             "MirrorMaker"
