@@ -64,10 +64,10 @@ pub mod ports {
     validation = Rule::new("size(self.metadata.name) <= 40").message("a Cluster name may be at most 40 characters (its pods and services derive their names from it)")
 )]
 #[x_kube(
-    validation = Rule::new("self.controllers <= self.replicas").message("controllers may not exceed replicas"),
-    validation = Rule::new("self.controllers % 2 == 1").message("controllers must be odd: a quorum of 2n+1 voters survives n failures, an even one no more"),
-    validation = Rule::new("self.controllers == oldSelf.controllers").message("controllers cannot change yet: quorum reconfiguration is not implemented"),
-    validation = Rule::new("self.listeners.all(l, self.listeners.exists_one(m, m.port == l.port))").message("listener ports must be unique")
+    validation = Rule::new("self.controllers <= self.replicas").message("controllers may not exceed replicas").field_path(".controllers"),
+    validation = Rule::new("self.controllers % 2 == 1").message("controllers must be odd: a quorum of 2n+1 voters survives n failures, an even one no more").field_path(".controllers"),
+    validation = Rule::new("self.controllers == oldSelf.controllers").message("controllers cannot change yet: quorum reconfiguration is not implemented").field_path(".controllers"),
+    validation = Rule::new("self.listeners.all(l, self.listeners.exists_one(m, m.port == l.port))").message("listener ports must be unique").field_path(".listeners")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
@@ -149,8 +149,8 @@ fn default_listeners() -> Vec<Listener> {
 /// A broker's persistent volume (one PersistentVolumeClaim per broker).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(
-    validation = Rule::new("self.size == oldSelf.size").message("storage.size cannot change yet: volume expansion is not implemented"),
-    validation = Rule::new("has(self.class) == has(oldSelf.class) && (!has(self.class) || self.class == oldSelf.class)").message("storage.class is immutable")
+    validation = Rule::new("self.size == oldSelf.size").message("storage.size cannot change yet: volume expansion is not implemented").field_path(".size"),
+    validation = Rule::new("has(self.class) == has(oldSelf.class) && (!has(self.class) || self.class == oldSelf.class)").message("storage.class is immutable").field_path(".class")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct Storage {

@@ -39,9 +39,9 @@ use std::collections::BTreeMap;
     )
 )]
 #[x_kube(
-    validation = Rule::new("self.partitions >= oldSelf.partitions").message("partitions may not decrease (Kafka cannot remove partitions)"),
-    validation = Rule::new("self.cluster == oldSelf.cluster").message("cluster is immutable: a topic cannot move between clusters"),
-    validation = Rule::new("has(self.topicName) == has(oldSelf.topicName) && (!has(self.topicName) || self.topicName == oldSelf.topicName)").message("topicName is immutable")
+    validation = Rule::new("self.partitions >= oldSelf.partitions").message("partitions may not decrease (Kafka cannot remove partitions)").field_path(".partitions"),
+    validation = Rule::new("self.cluster == oldSelf.cluster").message("cluster is immutable: a topic cannot move between clusters").field_path(".cluster"),
+    validation = Rule::new("has(self.topicName) == has(oldSelf.topicName) && (!has(self.topicName) || self.topicName == oldSelf.topicName)").message("topicName is immutable").field_path(".topicName")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TopicSpec {
