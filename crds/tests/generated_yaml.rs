@@ -32,7 +32,7 @@ fn helm_chart_crds_are_identical_to_crds_dir() {
             .unwrap_or_else(|e| panic!("{} is missing: {e}", chart_path.display()));
         assert!(
             ours == chart,
-            "{} differs from crds/{file}: copy it again (cp crds/*.yaml charts/millrace/crds/)",
+            "{} differs from crds/{file}: run `cargo run -p millrace-crds --bin crdgen`",
             chart_path.display()
         );
     }
