@@ -25,7 +25,8 @@ fn main() -> Result<()> {
                     stale.push(path.display().to_string());
                 }
             } else {
-                std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, &text)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
         }

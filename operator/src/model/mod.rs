@@ -21,6 +21,7 @@
 
 mod config;
 mod mirror_maker;
+mod observed;
 mod rbac;
 mod services;
 mod stateful_set;
@@ -207,11 +208,7 @@ impl ClusterModel {
 
     /// The label selector of the broker pods, as `status.labelSelector` shows it.
     pub fn label_selector_string(&self) -> String {
-        self.selector_labels()
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.names().broker_selector()
     }
 
     /// Labels that select this cluster's broker pods. Kept minimal and stable: a StatefulSet's
@@ -273,6 +270,21 @@ impl Names {
             cluster: cluster.into(),
             namespace: namespace.into(),
         }
+    }
+
+    /// The label selector (as a string) of the cluster's broker pods.
+    pub fn broker_selector(&self) -> String {
+        format!(
+            "{}=broker,{}={}",
+            labels::COMPONENT,
+            labels::CLUSTER,
+            self.cluster
+        )
+    }
+
+    /// The label selector (as a string) of every object the operator made for the cluster.
+    pub fn cluster_selector(&self) -> String {
+        format!("{}={}", labels::CLUSTER, self.cluster)
     }
 
     /// The StatefulSet, the PodDisruptionBudget and the ServiceAccount.

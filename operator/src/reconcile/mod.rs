@@ -4,12 +4,14 @@
 //! `KafkaReconciler`). Expected flow:
 //! 1. the finalizer is added before anything is created (kube's `finalizer` helper), so that a
 //!    deletion always runs [`cleanup`];
-//! 2. [`ClusterModel::from_crd`] validates the spec; a refusal (an operator-owned config key, …)
+//! 2. the broker pods are read (their readiness feeds the status) and, for external listeners,
+//!    the addresses Kubernetes allocated (Services, and nodes for NodePort);
+//! 3. [`ClusterModel::from_crd`] validates the spec; a refusal (an operator-owned config key, …)
 //!    becomes `Ready=False`/`Degraded=True` with the refusal's reason and a Warning Event, and
 //!    nothing is applied: the brokers keep their last good objects;
-//! 3. each desired object is applied with server-side apply under one field manager
+//! 4. each desired object is applied with server-side apply under one field manager
 //!    ([`FIELD_MANAGER`]), forcing ownership of the fields we set;
-//! 4. the status is computed from the StatefulSet the apply returned and the broker pods, and
+//! 5. the status is computed from the StatefulSet the apply returned and the broker pods, and
 //!    written only when it changed; a changed `Ready` condition is also an Event.
 //!
 //! Cleanup (the Cluster is being deleted): delete the cluster-scoped ClusterRoleBinding (it
@@ -24,7 +26,7 @@ mod steps;
 
 use crate::{
     http::Metrics,
-    model::{ClusterModel, Defaults, Observed},
+    model::{ClusterModel, Defaults, Names},
 };
 use k8s_openapi::{
     api::{core::v1::PersistentVolumeClaim, rbac::v1::ClusterRoleBinding},
@@ -165,9 +167,17 @@ pub fn error_policy(cluster: Arc<Cluster>, error: &Error, ctx: Arc<Context>) -> 
 
 async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
     let name = cluster.name_any();
+    let ns = cluster
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    let names = Names::new(&name, &ns);
     let generation = cluster.metadata.generation;
+    let client = &ctx.client;
     let now = (ctx.now)();
-    let model = match ClusterModel::from_crd(cluster, &ctx.defaults, &Observed::default()) {
+
+    let pods = steps::broker_pods(client, &names, &ns).await?;
+    let observed = steps::observe_external(client, cluster, &names, &ns, &pods).await?;
+    let model = match ClusterModel::from_crd(cluster, &ctx.defaults, &observed) {
         Ok(m) => m,
         Err(refusal) => {
             let status = status::refused(
@@ -182,14 +192,12 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
         }
     };
 
-    let client = &ctx.client;
     steps::service_account(client, &model).await?;
     steps::cluster_role_binding(client, &model).await?;
     steps::config_map(client, &model).await?;
     steps::services(client, &model).await?;
     steps::pod_disruption_budget(client, &model).await?;
     let sts = steps::stateful_set(client, &model).await?;
-    let pods = steps::broker_pods(client, &model).await?;
 
     let status = status::applied(
         cluster.status.as_ref(),

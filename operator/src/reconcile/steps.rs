@@ -1,11 +1,11 @@
 //! One function per reconcile step; each applies the model's objects with server-side apply.
 
 use super::{Error, FIELD_MANAGER};
-use crate::model::ClusterModel;
+use crate::model::{ClusterModel, Names, Observed};
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
-        core::v1::{ConfigMap, Pod, Service, ServiceAccount},
+        core::v1::{ConfigMap, Node, Pod, Service, ServiceAccount},
         policy::v1::PodDisruptionBudget,
         rbac::v1::ClusterRoleBinding,
     },
@@ -15,7 +15,9 @@ use kube::{
     api::{ListParams, Patch, PatchParams},
     Api, Client, Resource,
 };
+use millrace_crds::{cluster::ListenerType, Cluster};
 use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 /// Server-side apply `obj` in the model's namespace, forcing our field ownership: the operator is
@@ -104,13 +106,61 @@ pub(super) async fn stateful_set(client: &Client, m: &ClusterModel) -> Result<St
     apply_namespaced(client, m.namespace(), &m.desired_stateful_set()).await
 }
 
-pub(super) async fn broker_pods(client: &Client, m: &ClusterModel) -> Result<Vec<Pod>, Error> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), m.namespace());
-    api.list(&ListParams::default().labels(&m.label_selector_string()))
+/// The cluster's broker pods: their readiness feeds the status, their nodes the NodePort
+/// addresses.
+pub(super) async fn broker_pods(
+    client: &Client,
+    names: &Names,
+    ns: &str,
+) -> Result<Vec<Pod>, Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default().labels(&names.broker_selector()))
         .await
         .map(|l| l.items)
         .map_err(|source| Error::Read {
             what: "the broker pods",
             source,
         })
+}
+
+/// The external addresses Kubernetes allocated so far: the cluster's Services (for load-balancer
+/// ingress and node ports) and, for NodePort listeners, the nodes the brokers run on. No request
+/// at all for a cluster without external listeners.
+pub(super) async fn observe_external(
+    client: &Client,
+    cluster: &Cluster,
+    names: &Names,
+    ns: &str,
+    pods: &[Pod],
+) -> Result<Observed, Error> {
+    let listeners = &cluster.spec.listeners;
+    if listeners.iter().all(|l| l.type_ == ListenerType::Internal) {
+        return Ok(Observed::default());
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let services = services
+        .list(&ListParams::default().labels(&names.cluster_selector()))
+        .await
+        .map_err(|source| Error::Read {
+            what: "the cluster's Services",
+            source,
+        })?
+        .items;
+    let mut nodes = Vec::new();
+    if listeners.iter().any(|l| l.type_ == ListenerType::NodePort) {
+        let node_names: BTreeSet<&str> = pods
+            .iter()
+            .filter_map(|p| p.spec.as_ref()?.node_name.as_deref())
+            .collect();
+        let api: Api<Node> = Api::all(client.clone());
+        for n in node_names {
+            if let Some(node) = api.get_opt(n).await.map_err(|source| Error::Read {
+                what: "the brokers' nodes",
+                source,
+            })? {
+                nodes.push(node);
+            }
+        }
+    }
+    Ok(Observed::from_objects(cluster, &services, pods, &nodes))
 }

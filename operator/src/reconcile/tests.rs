@@ -159,9 +159,10 @@ fn empty_pod_list(_: &Value) -> Value {
 
 const NS1: &str = "/api/v1/namespaces/ns1";
 
-/// The applies of the minimal cluster `kf` in `ns1`, in reconcile order.
+/// The reads and applies of the minimal cluster `kf` in `ns1`, in reconcile order.
 async fn expect_minimal_applies(server: &mut ApiServer, ready: i32) -> Vec<Seen> {
-    let mut seen = vec![
+    expect_broker_pods(server, NS1, "kf").await;
+    vec![
         server
             .expect_apply(&format!("{NS1}/serviceaccounts/kf-broker"))
             .await,
@@ -183,19 +184,21 @@ async fn expect_minimal_applies(server: &mut ApiServer, ready: i32) -> Vec<Seen>
                 sts_with_status(ready),
             )
             .await,
-    ];
+    ]
+}
+
+/// The first read of every pass: the broker pods, by their selector.
+async fn expect_broker_pods(server: &mut ApiServer, ns_path: &str, cluster: &str) {
     let pods = server
-        .expect(Method::GET, &format!("{NS1}/pods"), empty_pod_list)
+        .expect(Method::GET, &format!("{ns_path}/pods"), empty_pod_list)
         .await;
     assert!(
-        pods.query.contains(
-            "labelSelector=app.kubernetes.io%2Fcomponent%3Dbroker%2Cmillrace.io%2Fcluster%3Dkf"
-        ),
+        pods.query.contains(&format!(
+            "labelSelector=app.kubernetes.io%2Fcomponent%3Dbroker%2Cmillrace.io%2Fcluster%3D{cluster}"
+        )),
         "{}",
         pods.query
     );
-    seen.push(pods);
-    seen
 }
 
 const STATUS_KF: &str = "/apis/millrace.io/v1alpha1/namespaces/ns1/clusters/kf/status";
@@ -234,7 +237,7 @@ async fn creation_applies_every_object_then_writes_status_and_an_event() {
 
     let applies = expect_minimal_applies(&mut server, 0).await;
     // Every applied object is complete and owned: kind, apiVersion, our labels, the owner.
-    for a in &applies[..6] {
+    for a in &applies {
         assert!(
             a.body["apiVersion"].is_string() && a.body["kind"].is_string(),
             "{}",
@@ -351,6 +354,7 @@ async fn an_operator_owned_config_key_becomes_a_condition_and_nothing_is_applied
         .insert("num.partitions".into(), ConfigValue::Int(3));
     let task = tokio::spawn(reconcile_cluster(Arc::new(cluster.clone()), ctx.clone()));
 
+    expect_broker_pods(&mut server, NS1, "kf").await;
     let status = server
         .expect(Method::PATCH, STATUS_KF, object_with_status(&cluster))
         .await;
@@ -392,11 +396,33 @@ async fn an_operator_owned_config_key_becomes_a_condition_and_nothing_is_applied
 }
 
 #[tokio::test]
-async fn a_rack_aware_external_cluster_also_binds_the_node_reader_and_applies_external_services() {
+async fn a_rack_aware_external_cluster_binds_the_node_reader_and_advertises_load_balancers() {
     let (ctx, mut server) = context();
     let cluster = Arc::new(with_finalizer(example_cluster()));
     let task = tokio::spawn(reconcile_cluster(cluster.clone(), ctx.clone()));
     let ns = "/api/v1/namespaces/millrace";
+    expect_broker_pods(&mut server, ns, "demo").await;
+    // The Services as they are: load balancers allocated for brokers 0 and 1, not yet for 2.
+    let services = server
+        .expect(Method::GET, &format!("{ns}/services"), |_| {
+            let lb = |id: i32, ingress: Value| {
+                json!({"metadata": {"name": format!("demo-broker-{id}-external"), "namespace": "millrace"},
+                       "status": {"loadBalancer": ingress}})
+            };
+            json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": [
+                lb(0, json!({"ingress": [{"hostname": "lb0.example.com"}]})),
+                lb(1, json!({"ingress": [{"ip": "203.0.113.11"}]})),
+                lb(2, json!({})),
+            ]})
+        })
+        .await;
+    assert!(
+        services
+            .query
+            .contains("labelSelector=millrace.io%2Fcluster%3Ddemo"),
+        "{}",
+        services.query
+    );
     server
         .expect_apply(&format!("{ns}/serviceaccounts/demo-broker"))
         .await;
@@ -407,9 +433,34 @@ async fn a_rack_aware_external_cluster_also_binds_the_node_reader_and_applies_ex
         .await;
     assert_eq!(crb.body["roleRef"]["name"], "millrace-broker");
     assert_eq!(crb.body["subjects"][0]["namespace"], "millrace");
-    server
+    let cm = server
         .expect_apply(&format!("{ns}/configmaps/demo-broker-config"))
         .await;
+    let node = |id: i32| {
+        cm.body["data"][format!("node-{id}.properties")]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        node(0).contains(",EXTERNAL://lb0.example.com:9094\n"),
+        "{}",
+        node(0)
+    );
+    assert!(
+        node(1).contains(",EXTERNAL://203.0.113.11:9094\n"),
+        "{}",
+        node(1)
+    );
+    let advertised_2 = node(2)
+        .lines()
+        .find(|l| l.starts_with("advertised.listeners="))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !advertised_2.contains("EXTERNAL://"),
+        "not advertised before it has an address: {advertised_2}"
+    );
     for svc in [
         "demo-brokers",
         "demo-bootstrap",
@@ -429,9 +480,6 @@ async fn a_rack_aware_external_cluster_also_binds_the_node_reader_and_applies_ex
             sts_with_status(3),
         )
         .await;
-    server
-        .expect(Method::GET, &format!("{ns}/pods"), empty_pod_list)
-        .await;
     let status = server
         .expect(
             Method::PATCH,
@@ -441,6 +489,10 @@ async fn a_rack_aware_external_cluster_also_binds_the_node_reader_and_applies_ex
         .await;
     let ready = status.body["status"]["conditions"][0].clone();
     assert_eq!(ready["reason"], "ExternalAddressPending", "{ready}");
+    assert_eq!(
+        ready["message"],
+        "3/3 brokers ready; waiting for external addresses of listener(s) external"
+    );
     server
         .expect(
             Method::POST,
