@@ -16,6 +16,9 @@
 //! allow-listed config keys. A refusal blocks nothing else: partitions still grow when a config
 //! key is refused, so one bad key does not freeze the topic.
 //!
+//! Two Topic resources naming the same Kafka topic on one cluster are a conflict that
+//! [`losing_claims`] settles: the older resource keeps the topic.
+//!
 //! The Kafka client that implements [`TopicAdmin`] for real comes with the client library; until
 //! then this module is exercised by its unit tests.
 
@@ -364,6 +367,42 @@ pub async fn sync_topic<A: TopicAdmin>(
     Ok(p)
 }
 
+/// One Topic resource's claim on a Kafka topic, for [`losing_claims`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The resource, as `namespace/name`.
+    pub resource: String,
+    /// The Cluster it targets, as `namespace/name`.
+    pub cluster: String,
+    /// The Kafka topic name it claims.
+    pub topic: String,
+    /// The resource's creation time in seconds since the epoch.
+    pub created: i64,
+}
+
+/// Topic resources that claim a Kafka topic another resource already claims, each mapped to the
+/// resource that keeps it. The oldest claim on a (cluster, topic) wins (ties broken by resource
+/// name, so every replica of the operator agrees); the others get a `Conflict` condition and
+/// are not reconciled, so two specs never fight over one topic.
+pub fn losing_claims(claims: &[Claim]) -> BTreeMap<String, String> {
+    let mut winners: BTreeMap<(&str, &str), &Claim> = BTreeMap::new();
+    for c in claims {
+        let slot = winners
+            .entry((c.cluster.as_str(), c.topic.as_str()))
+            .or_insert(c);
+        if (c.created, &c.resource) < (slot.created, &slot.resource) {
+            *slot = c;
+        }
+    }
+    claims
+        .iter()
+        .filter_map(|c| {
+            let w = winners.get(&(c.cluster.as_str(), c.topic.as_str()))?;
+            (w.resource != c.resource).then(|| (c.resource.clone(), w.resource.clone()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,6 +610,34 @@ mod tests {
                 .push(action.clone());
             Ok(())
         }
+    }
+
+    fn claim(resource: &str, cluster: &str, topic: &str, created: i64) -> Claim {
+        Claim {
+            resource: resource.into(),
+            cluster: cluster.into(),
+            topic: topic.into(),
+            created,
+        }
+    }
+
+    #[test]
+    fn the_oldest_claim_on_a_topic_wins_and_the_rest_conflict() {
+        let claims = [
+            claim("ns/orders-copy", "ns/demo", "orders", 200),
+            claim("ns/orders", "ns/demo", "orders", 100),
+            claim("ns/orders-b", "ns/demo", "orders", 100),
+            // Same topic name on another cluster: no conflict.
+            claim("ns/orders-other", "ns/other", "orders", 50),
+            claim("ns/payments", "ns/demo", "payments", 300),
+        ];
+        assert_eq!(
+            losing_claims(&claims),
+            BTreeMap::from([
+                ("ns/orders-b".to_string(), "ns/orders".to_string()),
+                ("ns/orders-copy".to_string(), "ns/orders".to_string()),
+            ])
+        );
     }
 
     #[tokio::test]
