@@ -3,20 +3,13 @@
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
-use futures::{future::join_all, StreamExt};
-use k8s_openapi::api::{
-    apps::v1::StatefulSet,
-    core::v1::{ConfigMap, Pod, Service},
-};
-use kube::{
-    runtime::{controller::Controller, events::Reporter, reflector::ObjectRef, watcher},
-    Api, Client, ResourceExt,
-};
+use futures::future::join_all;
+use kube::{runtime::events::Reporter, Client, ResourceExt};
 use millrace_crds::{Cluster, MirrorMaker};
 use millrace_operator::{
     http::{self, Metrics},
     leader::LeaderElector,
-    model::{bootstrap_servers_for, labels, ClusterModel, Defaults, MirrorMakerModel, Observed},
+    model::{bootstrap_servers_for, ClusterModel, Defaults, MirrorMakerModel, Observed},
     reconcile::{self, Context},
 };
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
@@ -171,11 +164,9 @@ async fn run(args: RunArgs, defaults: Defaults) -> Result<()> {
             .collect()
     };
     info!(namespaces = ?namespaces, "starting controllers");
-    let controllers = join_all(
-        namespaces
-            .into_iter()
-            .map(|ns| cluster_controller(&client, ns, ctx.clone(), stop_rx.clone())),
-    );
+    let controllers = join_all(namespaces.into_iter().map(|ns| {
+        reconcile::run_cluster_controller(client.clone(), ns, ctx.clone(), stopped(stop_rx.clone()))
+    }));
 
     let lost = async {
         match &elector {
@@ -197,52 +188,6 @@ async fn run(args: RunArgs, defaults: Defaults) -> Result<()> {
         Err(e) => warn!(error = %e, "metrics endpoint task failed"),
     }
     result
-}
-
-/// The Cluster controller for one namespace (or all): reconciles on changes of Clusters and of
-/// the objects they own, and on broker pod changes (readiness feeds the status).
-async fn cluster_controller(
-    client: &Client,
-    namespace: Option<String>,
-    ctx: Arc<Context>,
-    stop: watch::Receiver<bool>,
-) {
-    fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
-    let namespace = namespace.as_deref();
-    let ours =
-        watcher::Config::default().labels(&format!("{}=millrace-operator", labels::MANAGED_BY));
-    let broker_pods = watcher::Config::default().labels(&format!(
-        "{}=broker,{}",
-        labels::COMPONENT,
-        labels::CLUSTER
-    ));
-    Controller::new(
-        api::<Cluster>(client, namespace),
-        watcher::Config::default(),
-    )
-    .owns(api::<StatefulSet>(client, namespace), ours.clone())
-    .owns(api::<ConfigMap>(client, namespace), ours.clone())
-    .owns(api::<Service>(client, namespace), ours)
-    .watches(api::<Pod>(client, namespace), broker_pods, |pod| {
-        let cluster = pod.labels().get(labels::CLUSTER)?.clone();
-        Some(ObjectRef::<Cluster>::new(&cluster).within(&pod.namespace()?))
-    })
-    .graceful_shutdown_on(stopped(stop))
-    .run(reconcile::reconcile_cluster, reconcile::error_policy, ctx)
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            warn!(error = %reconcile::error_chain(&e), "controller");
-        }
-    })
-    .await;
 }
 
 async fn wait_for_signal() {

@@ -26,18 +26,25 @@ mod steps;
 
 use crate::{
     http::Metrics,
-    model::{ClusterModel, Defaults, Names},
+    model::{labels, ClusterModel, Defaults, Names},
 };
+use futures::StreamExt;
 use k8s_openapi::{
-    api::{core::v1::PersistentVolumeClaim, rbac::v1::ClusterRoleBinding},
+    api::{
+        apps::v1::StatefulSet,
+        core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service},
+        rbac::v1::ClusterRoleBinding,
+    },
     jiff::Timestamp,
 };
 use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams},
     runtime::{
-        controller::Action,
+        controller::{Action, Controller},
         events::{Event, EventType, Recorder, Reporter},
         finalizer::{finalizer, Event as FinalizerEvent},
+        reflector::ObjectRef,
+        watcher,
     },
     Api, Client, Resource, ResourceExt,
 };
@@ -138,6 +145,50 @@ impl Context {
             now: Timestamp::now,
         }
     }
+}
+
+/// Run the Cluster controller for one namespace (`None`: all) until `shutdown` completes:
+/// reconciles on changes of Clusters and of the objects they own, and on broker pod changes
+/// (readiness feeds the status).
+pub async fn run_cluster_controller(
+    client: Client,
+    namespace: Option<String>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = namespace.as_deref();
+    let ours =
+        watcher::Config::default().labels(&format!("{}=millrace-operator", labels::MANAGED_BY));
+    let broker_pods = watcher::Config::default().labels(&format!(
+        "{}=broker,{}",
+        labels::COMPONENT,
+        labels::CLUSTER
+    ));
+    Controller::new(api::<Cluster>(&client, ns), watcher::Config::default())
+        .owns(api::<StatefulSet>(&client, ns), ours.clone())
+        .owns(api::<ConfigMap>(&client, ns), ours.clone())
+        .owns(api::<Service>(&client, ns), ours)
+        .watches(api::<Pod>(&client, ns), broker_pods, |pod| {
+            let cluster = pod.labels().get(labels::CLUSTER)?.clone();
+            Some(ObjectRef::<Cluster>::new(&cluster).within(&pod.namespace()?))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_cluster, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                warn!(error = %error_chain(&e), "controller");
+            }
+        })
+        .await;
 }
 
 /// One reconcile pass of a Cluster.

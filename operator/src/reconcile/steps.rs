@@ -6,13 +6,12 @@ use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
         core::v1::{ConfigMap, Node, Pod, Service, ServiceAccount},
-        policy::v1::PodDisruptionBudget,
         rbac::v1::ClusterRoleBinding,
     },
     NamespaceResourceScope,
 };
 use kube::{
-    api::{ListParams, Patch, PatchParams},
+    api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
     Api, Client, Resource,
 };
 use millrace_crds::{cluster::ListenerType, Cluster};
@@ -95,11 +94,47 @@ pub(super) async fn services(client: &Client, m: &ClusterModel) -> Result<Vec<Se
     Ok(out)
 }
 
-pub(super) async fn pod_disruption_budget(
-    client: &Client,
-    m: &ClusterModel,
-) -> Result<PodDisruptionBudget, Error> {
-    apply_namespaced(client, m.namespace(), &m.desired_pod_disruption_budget()).await
+pub(super) async fn pod_disruption_budget(client: &Client, m: &ClusterModel) -> Result<(), Error> {
+    let pdb = m.desired_pod_disruption_budget();
+    match apply_namespaced(client, m.namespace(), &pdb).await {
+        Ok(_) => Ok(()),
+        // policy/v1 is served from Kubernetes 1.21. The chart asks for 1.28, but the project's
+        // own test control plane is v1.20, which has only policy/v1beta1; its
+        // PodDisruptionBudget takes the same fields.
+        Err(Error::Apply {
+            source: kube::Error::Api(s),
+            ..
+        }) if s.code == 404 => {
+            let ar = ApiResource {
+                group: "policy".into(),
+                version: "v1beta1".into(),
+                api_version: "policy/v1beta1".into(),
+                kind: "PodDisruptionBudget".into(),
+                plural: "poddisruptionbudgets".into(),
+            };
+            let name = pdb.metadata.name.clone().unwrap_or_default();
+            let mut obj = serde_json::to_value(&pdb).map_err(|e| Error::Apply {
+                kind: "PodDisruptionBudget",
+                name: name.clone(),
+                source: kube::Error::SerdeError(e),
+            })?;
+            obj["apiVersion"] = "policy/v1beta1".into();
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), m.namespace(), &ar);
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::Apply {
+                kind: "PodDisruptionBudget",
+                name,
+                source,
+            })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub(super) async fn stateful_set(client: &Client, m: &ClusterModel) -> Result<StatefulSet, Error> {
