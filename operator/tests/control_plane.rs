@@ -3,6 +3,9 @@
 //! --with-control-plane-1.20`): server-side apply, owner references, the finalizer, status and
 //! Events on a real API server, and the StatefulSet controller creating the broker pods.
 //!
+//! The controller runs with the Helm chart's RBAC (namespaced mode, watching one namespace) and a
+//! token of the chart's ServiceAccount, so a permission the chart forgot fails this test.
+//!
 //! No broker runs: there is no scheduler or kubelet, so the pods stay Pending and the Cluster
 //! stays `Ready=False BrokersNotReady` — which is what this test expects. Pods played by real
 //! `millrace` processes come with the multi-broker broker.
@@ -49,7 +52,8 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn locate() -> Result<(PathBuf, PathBuf), String> {
+/// The control plane's binaries, the k8s-testenv scripts and the tool directory (helm, kubectl).
+fn locate() -> Result<(PathBuf, PathBuf, PathBuf), String> {
     let cache = std::env::var_os("MILLRACE_K8S_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/millrace-k8s")))
@@ -60,10 +64,13 @@ fn locate() -> Result<(PathBuf, PathBuf), String> {
     let testenv = std::env::var_os("MILLRACE_K8S_TESTENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("../shared/k8s-testenv"));
+    let tools = cache.join("bin");
     for p in [
         bin.join("kube-apiserver"),
         bin.join("kube-controller-manager"),
         testenv.join("start-control-plane-1.20.sh"),
+        tools.join("helm"),
+        tools.join("kubectl"),
     ] {
         if !p.exists() {
             return Err(format!(
@@ -72,7 +79,7 @@ fn locate() -> Result<(PathBuf, PathBuf), String> {
             ));
         }
     }
-    Ok((bin, testenv))
+    Ok((bin, testenv, tools))
 }
 
 fn free_ports() -> Result<(u16, u16)> {
@@ -105,8 +112,8 @@ impl Drop for ControlPlane {
     }
 }
 
-async fn start() -> Result<Option<(ControlPlane, Client)>> {
-    let (bin, testenv) = match locate() {
+async fn start() -> Result<Option<(ControlPlane, Client, PathBuf)>> {
+    let (bin, testenv, tools) = match locate() {
         Ok(found) => found,
         Err(why) => {
             eprintln!("SKIPPED control_plane: {why}");
@@ -134,9 +141,73 @@ async fn start() -> Result<Option<(ControlPlane, Client)>> {
             String::from_utf8_lossy(&out.stdout)
         );
     }
-    let kubeconfig = Kubeconfig::read_from(run_dir.join("kubeconfig"))?;
+    let client = client_from(&std::fs::read_to_string(run_dir.join("kubeconfig"))?).await?;
+    Ok(Some((cp, client, tools)))
+}
+
+async fn client_from(kubeconfig: &str) -> Result<Client> {
+    let kubeconfig = Kubeconfig::from_yaml(kubeconfig)?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(Some((cp, Client::try_from(config)?)))
+    Ok(Client::try_from(config)?)
+}
+
+/// Install the chart's ServiceAccount and RBAC (watching only [`NS`]) with kubectl, and return a
+/// client that authenticates with a token of that ServiceAccount.
+async fn operator_client(cp: &ControlPlane, tools: &Path) -> Result<Client> {
+    let kubeconfig = cp.run_dir.join("kubeconfig");
+    let run = |cmd: &mut Command| -> Result<String> {
+        let out = cmd.output()?;
+        if !out.status.success() {
+            bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let rendered = run(Command::new(tools.join("helm"))
+        .args(["template", "millrace"])
+        .arg(workspace_root().join("charts/millrace"))
+        .args([
+            "--namespace",
+            "millrace-system",
+            "--set",
+            &format!("watchNamespaces={{{NS}}}"),
+        ])
+        .args([
+            "--show-only",
+            "templates/serviceaccount.yaml",
+            "--show-only",
+            "templates/rbac.yaml",
+        ]))?;
+    let manifest = cp.run_dir.join("operator-rbac.yaml");
+    std::fs::write(&manifest, rendered)?;
+    run(Command::new(tools.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["create", "namespace", "millrace-system"]))?;
+    run(Command::new(tools.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("apply")
+        .arg("-f")
+        .arg(&manifest))?;
+    let token = run(Command::new(tools.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "-n",
+            "millrace-system",
+            "create",
+            "token",
+            "millrace-operator",
+        ]))?;
+    let admin = std::fs::read_to_string(&kubeconfig)?;
+    if !admin.contains("token: test-admin-token") {
+        bail!("unexpected kubeconfig from start-control-plane-1.20.sh");
+    }
+    client_from(&admin.replace(
+        "token: test-admin-token",
+        &format!("token: {}", token.trim()),
+    ))
+    .await
 }
 
 /// Poll `check` until it returns `Some`, or fail after [`DEADLINE`] saying what was awaited.
@@ -168,7 +239,7 @@ fn ready_reason(c: &Cluster) -> Option<String> {
 
 #[tokio::test]
 async fn cluster_controller_on_a_v1_20_control_plane() -> Result<()> {
-    let Some((_cp, client)) = start().await? else {
+    let Some((cp, client, tools)) = start().await? else {
         return Ok(());
     };
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -193,9 +264,11 @@ async fn cluster_controller_on_a_v1_20_control_plane() -> Result<()> {
     })
     .await?;
 
+    // The operator acts with the chart's permissions only; the test reads with admin rights.
+    let operator = operator_client(&cp, &tools).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let ctx = Arc::new(Context::new(
-        client.clone(),
+        operator.clone(),
         Defaults::default(),
         Reporter {
             controller: "millrace-operator".into(),
