@@ -1,0 +1,262 @@
+//! Conditions and the Cluster's status, computed from the model and what was observed.
+//!
+//! Conditions follow the Kubernetes convention: `lastTransitionTime` changes only when `status`
+//! does, every condition carries the generation it describes, and a computed status equal to the
+//! current one is not written (so an unchanged cluster costs no status write and no Event).
+
+use crate::model::ClusterModel;
+use k8s_openapi::{
+    api::{apps::v1::StatefulSet, core::v1::Pod},
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use millrace_crds::{
+    cluster::{BrokerStatus, ListenerStatus},
+    common::conditions::{DEGRADED, PROGRESSING, READY},
+    ClusterStatus,
+};
+
+/// Set (or replace) the condition `type_`, keeping its `lastTransitionTime` when the status is
+/// unchanged.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    let last_transition_time = match conditions.iter().find(|c| c.type_ == type_) {
+        Some(old) if old.status == status => old.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    let new = Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => *c = new,
+        None => conditions.push(new),
+    }
+}
+
+/// The condition `type_`, if set.
+pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The status for a cluster whose spec the model refused: `Ready=False` and `Degraded=True`,
+/// both with the refusal's reason and message. Everything else the status said stays: the
+/// brokers keep running on their last good configuration.
+pub fn refused(
+    current: Option<&ClusterStatus>,
+    generation: Option<i64>,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) -> ClusterStatus {
+    let mut s = current.cloned().unwrap_or_default();
+    s.observed_generation = generation;
+    set_condition(
+        &mut s.conditions,
+        READY,
+        false,
+        reason,
+        message.clone(),
+        generation,
+        now,
+    );
+    set_condition(
+        &mut s.conditions,
+        DEGRADED,
+        true,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    s
+}
+
+/// The status of a cluster whose objects were applied: brokers from the pods, readiness from
+/// the StatefulSet, listener addresses from the model.
+pub fn applied(
+    current: Option<&ClusterStatus>,
+    generation: Option<i64>,
+    model: &ClusterModel,
+    sts: &StatefulSet,
+    pods: &[Pod],
+    now: Timestamp,
+) -> ClusterStatus {
+    let mut s = current.cloned().unwrap_or_default();
+    s.observed_generation = generation;
+    let want = sts.spec.replicas.unwrap_or_default();
+    let ready = sts
+        .status
+        .as_ref()
+        .and_then(|st| st.ready_replicas)
+        .unwrap_or_default();
+    s.replicas = sts
+        .status
+        .as_ref()
+        .map(|st| st.replicas)
+        .unwrap_or_default();
+    s.label_selector = Some(model.label_selector_string());
+
+    let names = model.names();
+    s.brokers = (0..want)
+        .map(|id| {
+            let pod_name = names.pod(id);
+            let pod = pods
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(pod_name.as_str()));
+            let previous = current.and_then(|c| c.brokers.iter().find(|b| b.id == id));
+            BrokerStatus {
+                id,
+                pod: pod_name,
+                // The rack and version a broker reports come over the Kafka protocol (a later
+                // step); until then keep what an earlier status said.
+                rack: previous.and_then(|b| b.rack.clone()),
+                version: previous
+                    .and_then(|b| b.version.clone())
+                    .or_else(|| pod.map(|_| model.version().to_string())),
+                ready: pod.is_some_and(pod_ready),
+            }
+        })
+        .collect();
+
+    s.listeners = model
+        .bootstrap_servers()
+        .into_iter()
+        .filter_map(|(name, servers)| {
+            let l = model_listener_type(model, &name)?;
+            Some(ListenerStatus {
+                name,
+                type_: l,
+                bootstrap_servers: servers,
+            })
+        })
+        .collect();
+
+    let pending = model.broker_config().pending_external_listeners();
+    let all_ready = ready >= want;
+    let (ready_reason, ready_message) = if !all_ready {
+        ("BrokersNotReady", format!("{ready}/{want} brokers ready"))
+    } else if !pending.is_empty() {
+        (
+            "ExternalAddressPending",
+            format!(
+                "{ready}/{want} brokers ready; waiting for external addresses of listener(s) {}",
+                pending.join(", ")
+            ),
+        )
+    } else {
+        ("BrokersReady", format!("{ready}/{want} brokers ready"))
+    };
+    set_condition(
+        &mut s.conditions,
+        READY,
+        all_ready && pending.is_empty(),
+        ready_reason,
+        ready_message,
+        generation,
+        now,
+    );
+    set_condition(
+        &mut s.conditions,
+        PROGRESSING,
+        !all_ready,
+        if all_ready {
+            "Reconciled"
+        } else {
+            "BrokersStarting"
+        },
+        if all_ready {
+            "every object is applied".to_string()
+        } else {
+            format!("waiting for {} broker(s) to become ready", want - ready)
+        },
+        generation,
+        now,
+    );
+    set_condition(
+        &mut s.conditions,
+        DEGRADED,
+        false,
+        "AsExpected",
+        "the spec is valid".into(),
+        generation,
+        now,
+    );
+    s
+}
+
+fn model_listener_type(
+    model: &ClusterModel,
+    name: &str,
+) -> Option<millrace_crds::cluster::ListenerType> {
+    model.listener(name).map(|l| l.type_)
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).expect("valid timestamp")
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_changes() {
+        let mut cs = Vec::new();
+        set_condition(&mut cs, READY, false, "A", "a".into(), Some(1), at(10));
+        set_condition(&mut cs, READY, false, "B", "b".into(), Some(2), at(20));
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].last_transition_time, Time(at(10)));
+        assert_eq!(
+            (cs[0].reason.as_str(), cs[0].observed_generation),
+            ("B", Some(2))
+        );
+        set_condition(&mut cs, READY, true, "C", "c".into(), Some(2), at(30));
+        assert_eq!(cs[0].last_transition_time, Time(at(30)));
+        assert_eq!(cs[0].status, "True");
+    }
+
+    #[test]
+    fn refused_keeps_the_rest_of_the_status() {
+        let current = ClusterStatus {
+            cluster_id: Some("abc".into()),
+            ..ClusterStatus::default()
+        };
+        let s = refused(
+            Some(&current),
+            Some(4),
+            "OperatorOwnedConfig",
+            "no".into(),
+            at(1),
+        );
+        assert_eq!(s.cluster_id.as_deref(), Some("abc"));
+        assert_eq!(s.observed_generation, Some(4));
+        assert_eq!(
+            condition(&s.conditions, READY).map(|c| c.status.as_str()),
+            Some("False")
+        );
+        assert_eq!(
+            condition(&s.conditions, DEGRADED).map(|c| c.status.as_str()),
+            Some("True")
+        );
+    }
+}
