@@ -1,14 +1,34 @@
 #!/usr/bin/env bash
 # The one test command (README "Test"): installs what the tests need that the Rust toolchain
 # does not bring, then runs every test in the workspace. .ci/run calls exactly this.
+#
+# Installs (each step is skipped when already done):
+# - kafka-python and confluent-kafka from PyPI, for the cross-client smoke test;
+# - the operator's test tools into $HOME/.cache/millrace-k8s: helm, kubectl, kubernetes-validate,
+#   etcd, the Kubernetes v1.36 CRD server and the v1.20 control plane, built from Debian packages
+#   by ../shared/k8s-testenv (about 20 minutes the first time on 2 cores, seconds after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+t0=$SECONDS
 
-# Python clients for the cross-client smoke test (kafka-python, confluent-kafka).
 if ! python3 -c 'import kafka, confluent_kafka' 2>/dev/null; then
     echo "test.sh: installing kafka-python and confluent-kafka from PyPI"
     python3 -m pip install --quiet --disable-pip-version-check kafka-python confluent-kafka
 fi
 
-# The broker binary the integration tests start is built by cargo itself (CARGO_BIN_EXE_millrace).
+if [ -d ../shared/k8s-testenv ] || [ -n "${MILLRACE_K8S_TESTENV:-}" ]; then
+    operator/tests/setup-k8s-testenv.sh --with-control-plane-1.20
+else
+    echo "test.sh: ../shared/k8s-testenv not found; the Kubernetes server tests will report SKIPPED"
+fi
+echo "test.sh: set-up done in $((SECONDS - t0)) s"
+
+# Every Rust test: unit, property, integration against real broker processes and real Kafka
+# clients, and the operator's tests against real Kubernetes API servers.
 cargo test --workspace --all-targets --no-fail-fast "$@"
+
+# Offline checks of every rendered manifest: kubernetes-validate, helm lint, kustomize, CRs vs CRDs.
+if [ -x "$HOME/.cache/millrace-k8s/bin/helm" ]; then
+    operator/tests/manifests.sh
+fi
+echo "test.sh: all done in $((SECONDS - t0)) s"
