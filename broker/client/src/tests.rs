@@ -343,6 +343,61 @@ impl Fake {
                     v,
                 )
             }
+            RequestKind::ElectLeaders(req) => {
+                use kafka_protocol::messages::{
+                    elect_leaders_response::{PartitionResult, ReplicaElectionResult},
+                    ElectLeadersResponse,
+                };
+                // The preferred leader (broker 1) already leads partition 0 only.
+                let results = req
+                    .topic_partitions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| {
+                        let partitions = t
+                            .partitions
+                            .iter()
+                            .map(|&p| {
+                                let leader = m.leaders.get(&(t.topic.0.to_string(), p));
+                                let code = if leader == Some(&1) {
+                                    ResponseError::ElectionNotNeeded.code()
+                                } else {
+                                    0
+                                };
+                                PartitionResult::default()
+                                    .with_partition_id(p)
+                                    .with_error_code(code)
+                            })
+                            .collect();
+                        ReplicaElectionResult::default()
+                            .with_topic(t.topic)
+                            .with_partition_result(partitions)
+                    })
+                    .collect();
+                encode(
+                    &ElectLeadersResponse::default().with_replica_election_results(results),
+                    v,
+                )
+            }
+            RequestKind::ListPartitionReassignments(_) => {
+                use kafka_protocol::messages::{
+                    list_partition_reassignments_response::{
+                        OngoingPartitionReassignment, OngoingTopicReassignment,
+                    },
+                    ListPartitionReassignmentsResponse,
+                };
+                encode(
+                    &ListPartitionReassignmentsResponse::default().with_topics(vec![
+                        OngoingTopicReassignment::default()
+                            .with_name(TopicName(StrBytes::from_static_str("t")))
+                            .with_partitions(vec![OngoingPartitionReassignment::default()
+                                .with_partition_index(0)
+                                .with_replicas(vec![BrokerId(1), BrokerId(2)])
+                                .with_adding_replicas(vec![BrokerId(2)])]),
+                    ]),
+                    v,
+                )
+            }
             other => panic!("the fake does not serve {other:?}"),
         };
         Ok(encoded)
@@ -648,4 +703,40 @@ fn kafka_codes_in_errors_keep_their_names_through_fan_out() {
         Some(KafkaCode::of(ResponseError::NotEnoughReplicas))
     );
     assert_eq!(copy.to_string(), e.to_string());
+}
+
+#[tokio::test(start_paused = true)]
+async fn leader_election_and_reassignment_listing_go_to_the_controller() {
+    let fake = Fake::new(&[("t", 0, 1), ("t", 1, 2)]);
+    let admin = Admin::new(fake.client());
+    let tps = [TopicPartition::new("t", 0), TopicPartition::new("t", 1)];
+    let results = admin
+        .elect_leaders(crate::ElectionType::Preferred, Some(&tps))
+        .await
+        .expect("ElectLeaders");
+    assert_eq!(results.len(), 2);
+    let not_needed = results[0].1.as_ref().expect_err("already the leader");
+    assert_eq!(
+        not_needed.kafka_name().as_deref(),
+        Some("ELECTION_NOT_NEEDED")
+    );
+    assert!(results[1].1.is_ok());
+
+    let ongoing = admin
+        .list_partition_reassignments(None)
+        .await
+        .expect("ListPartitionReassignments");
+    let r = &ongoing[&TopicPartition::new("t", 0)];
+    assert_eq!(
+        (r.replicas.clone(), r.adding.clone()),
+        (vec![1, 2], vec![2])
+    );
+    // The controller (broker 1, per metadata) got both.
+    let seen = fake.model().seen.clone();
+    assert!(seen.contains(&(1, ApiKey::ElectLeaders, 2)), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|s| s.0 == 1 && s.1 == ApiKey::ListPartitionReassignments),
+        "{seen:?}"
+    );
 }
