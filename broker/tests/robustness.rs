@@ -374,3 +374,54 @@ fn every_kind_of_bad_input_in_a_row_leaves_the_broker_serving() {
         seeded.assert_still_serving(&format!("round {round}"));
     }
 }
+
+/// A tiny request declaring an enormous array: the released kafka-protocol decoder reserved
+/// memory for every declared element up front, and the failed allocation aborted the whole
+/// process. The vendored decoder (third_party/README.md) refuses the count instead.
+#[test]
+fn a_huge_declared_array_length_closes_the_connection_without_allocating() {
+    let mut seeded = Seeded::start(&[]);
+    let cases = [(3i16, 1i16, false), (3, 12, true), (0, 9, true)];
+    for (round, (api_key, version, flexible)) in cases.into_iter().enumerate() {
+        let mut conn = RawConn::connect(seeded.broker.kafka_addr());
+        let mut body = Vec::new();
+        body.put_i16(api_key);
+        body.put_i16(version);
+        body.put_i32(7); // correlation id
+        body.put_i16(-1); // null client id
+        if flexible {
+            body.put_u8(0); // no header tagged fields
+        }
+        if api_key == 0 {
+            body.put_u8(0); // null transactional id (compact string)
+            body.put_i16(1); // acks
+            body.put_i32(1000); // timeout
+        }
+        if flexible {
+            // Compact array of u32::MAX - 1 elements (unsigned varint 0xffffffff).
+            body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        } else {
+            body.put_i32(i32::MAX);
+        }
+        body.extend_from_slice(&[0u8; 8]);
+        let mut frame = Vec::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        conn.write_raw(&frame).expect("write");
+        assert!(
+            conn.closed_within(CLOSE_TIMEOUT),
+            "connection stayed open after a huge array count (api {api_key} v{version})"
+        );
+        // The count itself was refused — not merely a reservation the allocator happened to
+        // grant (mimalloc maps huge requests lazily, which would hide the abort).
+        let refused = wait_until(CLOSE_TIMEOUT, || {
+            seeded.broker.log().matches("bytes left").count() >= round + 1
+        });
+        assert!(
+            refused,
+            "broker log does not show the array count refused:\n{}",
+            seeded.broker.log()
+        );
+        seeded.assert_still_serving(&format!("a huge array count (api {api_key} v{version})"));
+    }
+}
