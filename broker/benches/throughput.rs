@@ -478,8 +478,10 @@ fn latency_run(
         if warmup_sent.is_none() && elapsed >= warmup {
             warmup_sent = Some(sent);
         }
-        // Pace: send what the schedule says is due by now, then serve reports.
-        let due = (rate * elapsed.as_secs_f64()) as u64;
+        // Pace in 1 ms ticks: at each tick send what the schedule says is due, then serve
+        // delivery reports until the next tick. Sending a few records per loop instead made
+        // the client spend a whole core polling, which on two cores it takes from the broker.
+        let due = (rate * elapsed.as_millis() as f64 / 1000.0) as u64;
         while sent < due {
             send(
                 &producer,
@@ -489,9 +491,9 @@ fn latency_run(
             );
             sent += 1;
         }
-        // Serve delivery reports, waiting at most 1 ms: the client must not spin, or it takes
-        // a core from the broker on a two-core machine.
-        producer.poll(Duration::from_millis(1));
+        let to_next_tick =
+            Duration::from_micros(1_000 - u64::from(elapsed.subsec_micros() % 1_000));
+        producer.poll(to_next_tick);
     }
     let elapsed = start.elapsed();
     producer.flush(Duration::from_secs(120)).expect("flush");
