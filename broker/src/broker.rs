@@ -112,6 +112,15 @@ pub struct Topic {
     pub partitions: Vec<Arc<Partition>>,
 }
 
+impl Topic {
+    /// The partition with this index, if the topic has it.
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+}
+
 /// The broker.
 #[derive(Debug)]
 pub struct Broker {
@@ -304,10 +313,7 @@ impl Broker {
 
     /// A partition by topic name and index.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
-        let t = self.topic(topic)?;
-        usize::try_from(partition)
-            .ok()
-            .and_then(|i| t.partitions.get(i).cloned())
+        self.topic(topic)?.partition(partition).cloned()
     }
 
     /// All topics, sorted by name.

@@ -63,6 +63,17 @@ pub fn group_error(e: &GroupError) -> ResponseError {
     }
 }
 
+/// KIP-320: a request naming a leader epoch other than the partition's is refused — newer than
+/// ours means this broker is behind (UNKNOWN_LEADER_EPOCH), older means the client is
+/// (FENCED_LEADER_EPOCH). -1 skips the check.
+pub fn leader_epoch(requested: i32, current: i32) -> Option<ResponseError> {
+    match requested {
+        r if r < 0 || r == current => None,
+        r if r > current => Some(ResponseError::UnknownLeaderEpoch),
+        _ => Some(ResponseError::FencedLeaderEpoch),
+    }
+}
+
 /// The error's full message (with its causes), for responses that carry one.
 pub fn message(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -73,4 +84,17 @@ pub fn message(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_epoch_check_follows_kip_320() {
+        assert_eq!(leader_epoch(-1, 3), None);
+        assert_eq!(leader_epoch(3, 3), None);
+        assert_eq!(leader_epoch(4, 3), Some(ResponseError::UnknownLeaderEpoch));
+        assert_eq!(leader_epoch(2, 3), Some(ResponseError::FencedLeaderEpoch));
+    }
 }

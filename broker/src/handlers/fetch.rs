@@ -63,11 +63,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                 fetch_offset: p.fetch_offset,
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
                 current_leader_epoch: p.current_leader_epoch,
-                resolved: topic.as_ref().and_then(|t| {
-                    usize::try_from(p.partition)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i).cloned())
-                }),
+                resolved: topic
+                    .as_ref()
+                    .and_then(|t| t.partition(p.partition).cloned()),
                 unknown: if by_id {
                     ResponseError::UnknownTopicId
                 } else {
@@ -137,13 +135,8 @@ fn read_all(
             out.push(pd.with_error_code(w.unknown.code()));
             continue;
         };
-        if w.current_leader_epoch >= 0 && w.current_leader_epoch != p.leader_epoch {
+        if let Some(code) = error::leader_epoch(w.current_leader_epoch, p.leader_epoch) {
             has_error = true;
-            let code = if w.current_leader_epoch > p.leader_epoch {
-                ResponseError::UnknownLeaderEpoch
-            } else {
-                ResponseError::FencedLeaderEpoch
-            };
             out.push(pd.with_error_code(code.code()));
             continue;
         }

@@ -33,19 +33,13 @@ pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    let Some(part) = topic.as_ref().and_then(|t| {
-                        usize::try_from(p.partition_index)
-                            .ok()
-                            .and_then(|i| t.partitions.get(i))
-                    }) else {
+                    let Some(part) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
+                    else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch != part.leader_epoch {
-                        let code = if p.current_leader_epoch > part.leader_epoch {
-                            ResponseError::UnknownLeaderEpoch
-                        } else {
-                            ResponseError::FencedLeaderEpoch
-                        };
+                    if let Some(code) =
+                        error::leader_epoch(p.current_leader_epoch, part.leader_epoch)
+                    {
                         return resp.with_error_code(code.code());
                     }
                     let log = part.log.lock();

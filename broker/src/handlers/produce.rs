@@ -58,11 +58,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
                 );
                 continue;
             }
-            let Some(partition) = resolved.as_ref().and_then(|t| {
-                usize::try_from(pd.index)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-            }) else {
+            let Some(partition) = resolved.as_ref().and_then(|t| t.partition(pd.index)) else {
                 partition_responses.push(resp.with_error_code(unknown.code()));
                 continue;
             };
