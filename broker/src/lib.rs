@@ -24,6 +24,7 @@
 //! connection's writer, in request order.
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod handlers;

@@ -1,0 +1,6 @@
+//! Cluster metadata: the metadata log's records and image, the Raft quorum that replicates it,
+//! the active controller's duties, and the broker's side of the control plane.
+
+pub mod image;
+pub mod placement;
+pub mod raft;
