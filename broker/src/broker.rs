@@ -20,17 +20,23 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use kafka_protocol::ResponseError;
 use millrace_log::{checkpoint, Log, LogError};
 use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::{
+    cluster::{
+        controller::{ControllerError, ControllerReply, ControllerRequest, CreatedTopic, NewTopic},
+        image::{ConfigResource, Endpoint, MetadataImage, TopicImage},
+        node::ClusterNode,
+    },
     config::{self, BrokerConfig, ConfigError, Properties},
-    coordinator::group::{self as groups, GroupConfig, GroupCoordinator},
-    metadata::{MetadataError, MetadataImage, MetadataStore, TopicRecord},
+    coordinator::group::{GroupConfig, GroupCoordinator, OFFSETS_TOPIC},
     metrics::Metrics,
     partition::{Partition, TopicPartition},
 };
@@ -41,10 +47,12 @@ const LOG_START_OFFSETS: &str = "log-start-offset-checkpoint";
 const HIGH_WATERMARKS: &str = "replication-offset-checkpoint";
 /// (topic, partition, offset) rows of a Kafka offset checkpoint file.
 type OffsetEntries = Vec<(String, i32, i64)>;
-/// Producer ids are reserved in blocks so the metadata file is rewritten once per block.
+/// Producer ids are reserved from the controller in blocks.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 /// Longest topic name Kafka allows.
 const MAX_TOPIC_NAME: usize = 249;
+/// How long a metadata change may take to reach this broker's image after it was committed.
+const APPLY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Errors of broker-level operations; [`crate::handlers::error`] maps them to Kafka codes.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +86,9 @@ pub enum BrokerError {
     /// An internal topic may not be changed this way.
     #[error("topic `{0}` is internal to the broker and cannot be changed by clients")]
     InternalTopic(String),
+    /// The controller refused the change, or none was reachable.
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
     /// A log operation failed.
     #[error("log of {tp}")]
     Log {
@@ -87,9 +98,6 @@ pub enum BrokerError {
         #[source]
         source: LogError,
     },
-    /// The metadata store failed.
-    #[error(transparent)]
-    Metadata(#[from] MetadataError),
     /// Other I/O.
     #[error("failed to {op} {path}")]
     Io {
@@ -103,22 +111,50 @@ pub enum BrokerError {
     },
 }
 
-/// A hosted topic: its record and its partitions.
+/// A topic as this broker sees it: its metadata, and the partitions it hosts.
 #[derive(Debug)]
 pub struct Topic {
-    /// The metadata record.
-    pub record: TopicRecord,
-    /// Partitions, by index.
-    pub partitions: Vec<Arc<Partition>>,
+    /// The metadata.
+    pub record: TopicImage,
+    /// By index: `Some` where this broker holds a replica.
+    pub partitions: Vec<Option<Arc<Partition>>>,
 }
 
 impl Topic {
-    /// The partition with this index, if the topic has it.
+    /// The hosted partition with this index, leader or not.
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
         usize::try_from(index)
             .ok()
             .and_then(|i| self.partitions.get(i))
+            .and_then(Option::as_ref)
     }
+
+    /// The partition with this index if this broker leads it; else the Kafka error a client
+    /// gets (UNKNOWN_TOPIC_OR_PARTITION for an index the topic lacks, NOT_LEADER_OR_FOLLOWER
+    /// when another broker leads it or it is offline).
+    pub fn led(&self, index: i32) -> Result<&Arc<Partition>, ResponseError> {
+        if index < 0 || index >= self.record.partition_count() {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        match self.partition(index) {
+            Some(p) if p.is_leader() => Ok(p),
+            _ => Err(ResponseError::NotLeaderOrFollower),
+        }
+    }
+
+    /// Hosted partitions.
+    pub fn hosted(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        self.partitions.iter().flatten()
+    }
+}
+
+/// What start-up read from the log dirs, used whenever a partition's existing log is opened.
+#[derive(Debug, Default)]
+struct Startup {
+    clean: HashMap<PathBuf, bool>,
+    recovery: HashMap<TopicPartition, i64>,
+    starts: HashMap<TopicPartition, i64>,
+    hws: HashMap<TopicPartition, i64>,
 }
 
 /// The broker.
@@ -130,14 +166,20 @@ pub struct Broker {
     pub metrics: Metrics,
     /// The group coordinator (consumer groups and committed offsets).
     pub groups: GroupCoordinator,
-    store: MetadataStore,
-    image: RwLock<MetadataImage>,
+    /// This process in the cluster: Raft, the controller, registration.
+    pub cluster: Arc<ClusterNode>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
-    /// Serialises metadata changes (create/delete/alter): each rewrites the metadata file.
-    admin: Mutex<()>,
+    topic_names: RwLock<HashMap<Uuid, String>>,
+    startup: Startup,
+    /// One image reconciliation at a time.
+    reconciling: Mutex<()>,
+    /// The image the hosted partitions were last reconciled with.
+    applied: RwLock<Arc<MetadataImage>>,
+    reconciled: watch::Sender<u64>,
     /// (next id to hand out, end of the reserved block).
-    producer_ids: Mutex<(i64, i64)>,
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     ready: AtomicBool,
+    shutdown: watch::Sender<bool>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -156,7 +198,7 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Broke
 /// Topics the broker itself writes (`__consumer_offsets`): clients may read them, but not
 /// produce to, delete or grow them, as in Kafka.
 pub fn is_internal_topic(name: &str) -> bool {
-    name == crate::coordinator::group::OFFSETS_TOPIC
+    name == OFFSETS_TOPIC
 }
 
 /// Kafka's topic-name rule: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -185,116 +227,89 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
     Ok(())
 }
 
+/// A reply the request kind did not expect: a bug between two versions of this binary.
+fn unexpected(reply: ControllerReply) -> BrokerError {
+    BrokerError::Controller(ControllerError::Unavailable(format!(
+        "unexpected controller reply {reply:?}"
+    )))
+}
+
 impl Broker {
-    /// Opens the broker's state from its log dirs (see the module docs for the steps).
-    pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
+    /// Opens the broker: reads the log dirs' shutdown state, joins the metadata quorum, and
+    /// opens the partitions the metadata assigns to this broker. The storage module docs give
+    /// the order.
+    pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>, anyhow::Error> {
         for dir in &config.log_dirs {
             fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         }
-        let (store, image) = MetadataStore::open(&config.log_dirs[0])?;
-        let dynamic = image.dynamic_broker_props();
-
-        // Per log dir: was the last shutdown clean, and the checkpointed offsets.
-        let mut clean = HashMap::new();
-        let mut recovery = HashMap::new();
-        let mut starts = HashMap::new();
-        let mut hws = HashMap::new();
-        for dir in &config.log_dirs {
-            let marker = dir.join(CLEAN_SHUTDOWN);
-            clean.insert(dir.clone(), marker.exists());
-            for (file, map) in [
-                (RECOVERY_POINTS, &mut recovery),
-                (LOG_START_OFFSETS, &mut starts),
-                (HIGH_WATERMARKS, &mut hws),
-            ] {
-                let path = dir.join(file);
-                if path.exists() {
-                    for (topic, partition, offset) in
-                        checkpoint::read_offsets(&path).map_err(|source| BrokerError::Log {
-                            tp: TopicPartition {
-                                topic: file.into(),
-                                partition: -1,
-                            },
-                            source,
-                        })?
-                    {
-                        map.insert(TopicPartition { topic, partition }, offset);
-                    }
-                }
-            }
-            if marker.exists() {
-                fs::remove_file(&marker).map_err(io_err("remove", &marker))?;
-            }
-            remove_deleted_dirs(dir);
-        }
-
-        let mut topics = HashMap::new();
-        for record in image.topics.values() {
-            let overrides = record.overrides();
-            let mut partitions = Vec::new();
-            for p in 0..record.partitions {
-                let tp = TopicPartition {
-                    topic: record.name.clone(),
-                    partition: p,
-                };
-                let dir = find_partition_dir(&config.log_dirs, &tp);
-                let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-                let was_clean = clean.get(&parent).copied().unwrap_or(false);
-                let log = Log::open(
-                    &dir,
-                    config.log_config(&dynamic, &overrides),
-                    recovery.get(&tp).copied(),
-                    starts.get(&tp).copied(),
-                    was_clean,
-                )
-                .map_err(|source| BrokerError::Log {
-                    tp: tp.clone(),
-                    source,
-                })?;
-                let mut log = log;
-                // A single node is its own ISR: everything in the log is committed.
-                let leo = log.log_end_offset();
-                log.set_high_watermark(hws.get(&tp).copied().unwrap_or(leo).max(leo));
-                write_partition_metadata(&dir, record.id)?;
-                partitions.push(Arc::new(Partition::new(tp, record.id, log)));
-            }
-            topics.insert(
-                record.name.clone(),
-                Arc::new(Topic {
-                    record: record.clone(),
-                    partitions,
-                }),
-            );
-        }
-        let next_pid = image.next_producer_id;
+        let startup = read_startup(&config)?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let cluster = ClusterNode::start(&config, shutdown_rx.clone()).await?;
+        let (reconciled, _) = watch::channel(0);
         let broker = Arc::new(Broker {
             metrics: Metrics::new(),
-            store,
-            image: RwLock::new(image),
-            topics: RwLock::new(topics),
-            admin: Mutex::new(()),
-            producer_ids: Mutex::new((next_pid, next_pid)),
-            ready: AtomicBool::new(false),
             groups: GroupCoordinator::new(GroupConfig::from_broker(&config)),
+            cluster,
+            topics: RwLock::new(HashMap::new()),
+            topic_names: RwLock::new(HashMap::new()),
+            startup,
+            reconciling: Mutex::new(()),
+            applied: RwLock::new(Arc::new(MetadataImage::default())),
+            reconciled,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
+            ready: AtomicBool::new(false),
+            shutdown,
             config,
         });
-        broker.groups.attach(groups::ensure_offsets_topic(&broker)?);
+        // Partitions the local metadata already knows open before clients are served.
+        let b = broker.clone();
+        tokio::task::spawn_blocking(move || b.reconcile())
+            .await
+            .map_err(|e| anyhow::anyhow!("reconcile task failed: {e}"))?;
+        tokio::spawn(reconcile_loop(broker.clone(), shutdown_rx.clone()));
+        if broker.config.cluster.broker {
+            let endpoints = broker
+                .config
+                .advertised
+                .iter()
+                .map(|l| Endpoint {
+                    name: l.name.clone(),
+                    host: l.host.clone(),
+                    port: l.port,
+                })
+                .collect();
+            let learner_address = (!broker.config.cluster.controller)
+                .then(|| broker.config.cluster.controller_listener.clone())
+                .flatten();
+            tokio::spawn(broker.cluster.clone().run_broker(
+                broker.config.rack.clone(),
+                endpoints,
+                learner_address,
+                broker.reconciled.subscribe(),
+                shutdown_rx,
+            ));
+        }
         Ok(broker)
+    }
+
+    /// The shutdown signal every background task of this broker watches.
+    pub fn shutdown_signal(&self) -> &watch::Sender<bool> {
+        &self.shutdown
     }
 
     /// The cluster id.
     pub fn cluster_id(&self) -> String {
-        self.image.read().cluster_id.clone()
+        self.cluster.image.current().cluster_id.clone()
     }
 
-    /// A copy of the metadata image.
-    pub fn image(&self) -> MetadataImage {
-        self.image.read().clone()
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.cluster.image.current()
     }
 
     /// The dynamic broker-level config defaults.
     pub fn dynamic_broker_configs(&self) -> Properties {
-        self.image.read().dynamic_broker_props()
+        self.applied.read().dynamic_broker_props()
     }
 
     /// A topic by name.
@@ -304,16 +319,19 @@ impl Broker {
 
     /// A topic by id.
     pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
-        self.topics
-            .read()
-            .values()
-            .find(|t| t.record.id == id)
-            .cloned()
+        let name = self.topic_names.read().get(&id).cloned()?;
+        self.topic(&name)
     }
 
-    /// A partition by topic name and index.
+    /// A hosted partition by topic name and index.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         self.topic(topic)?.partition(partition).cloned()
+    }
+
+    /// Whether the cluster has this partition (wherever it is hosted).
+    pub fn partition_exists(&self, topic: &str, partition: i32) -> bool {
+        self.topic(topic)
+            .is_some_and(|t| (0..t.record.partition_count()).contains(&partition))
     }
 
     /// All topics, sorted by name.
@@ -328,127 +346,443 @@ impl Broker {
         self.topics
             .read()
             .values()
-            .flat_map(|t| t.partitions.iter().cloned())
+            .flat_map(|t| t.hosted().cloned().collect::<Vec<_>>())
             .collect()
     }
 
-    /// Marks the broker ready (after start-up) or not (during shutdown).
+    /// Marks the broker's listeners up (after start-up) or down (during shutdown).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
-    /// Whether `/readyz` reports ready.
+    /// `/readyz`: listeners up, and — for a broker — registered, unfenced and caught up with
+    /// the metadata log up to its own unfencing; a controller-only node once it knows a leader.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        if !self.ready.load(Ordering::SeqCst) {
+            return false;
+        }
+        if !self.config.cluster.broker {
+            return self.cluster.leader().is_some();
+        }
+        let epoch = self.cluster.broker_epoch();
+        epoch != 0
+            && self
+                .applied
+                .read()
+                .brokers
+                .get(&self.config.node_id)
+                .is_some_and(|b| b.epoch == epoch && !b.fenced)
     }
 
-    /// Validates a topic creation and, unless `validate_only`, creates the topic: metadata
-    /// first (durably), then the partition directories.
-    pub fn create_topic(
+    /// The metadata index this broker's partitions reflect.
+    pub fn reconciled_index(&self) -> u64 {
+        *self.reconciled.borrow()
+    }
+
+    async fn wait_reconciled(&self, index: u64) -> Result<(), BrokerError> {
+        let mut rx = self.reconciled.subscribe();
+        let reached = tokio::time::timeout(APPLY_DEADLINE, rx.wait_for(|i| *i >= index))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        match reached {
+            true => Ok(()),
+            false => Err(BrokerError::Controller(ControllerError::Unavailable(format!(
+                "the change was committed at metadata index {index}, but this broker has not applied it yet"
+            )))),
+        }
+    }
+
+    /// Sends a request to the active controller and waits until this broker has applied what
+    /// it wrote, so the client that asked sees its change in the next response.
+    async fn submit(&self, request: ControllerRequest) -> Result<ControllerReply, BrokerError> {
+        let envelope = self.cluster.submit(request).await?;
+        if let ControllerReply::Failed(e) = envelope.reply {
+            return Err(e.into());
+        }
+        self.wait_reconciled(envelope.index).await?;
+        Ok(envelope.reply)
+    }
+
+    /// Validates a topic creation here, then has the controller place and create it (unless
+    /// `validate_only`, where the controller only checks it).
+    pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         replication_factor: i16,
+        assignments: Vec<(i32, Vec<i32>)>,
         configs: &BTreeMap<String, String>,
         validate_only: bool,
-    ) -> Result<TopicRecord, BrokerError> {
+    ) -> Result<CreatedTopic, BrokerError> {
         validate_topic_name(name)?;
-        let partitions = if partitions == -1 {
-            self.default_partitions()
-        } else {
-            partitions
+        let dynamic = self.dynamic_broker_configs();
+        let default = |key: &str, fallback: i64| {
+            self.config
+                .broker_value(&dynamic, key)
+                .0
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(fallback)
         };
-        if partitions < 1 {
-            return Err(BrokerError::InvalidPartitions(format!(
-                "number of partitions must be at least 1, got {partitions}"
-            )));
-        }
-        let replication_factor = if replication_factor == -1 {
-            self.config.default_replication_factor
+        let (partitions, replication_factor) = if assignments.is_empty() {
+            let p = if partitions == -1 {
+                default("num.partitions", 1) as i32
+            } else {
+                partitions
+            };
+            let rf = if replication_factor == -1 {
+                default("default.replication.factor", 1) as i16
+            } else {
+                replication_factor
+            };
+            if p < 1 {
+                return Err(BrokerError::InvalidPartitions(format!(
+                    "number of partitions must be at least 1, got {p}"
+                )));
+            }
+            if rf < 1 {
+                return Err(BrokerError::InvalidReplication(format!(
+                    "replication factor must be at least 1, got {rf}"
+                )));
+            }
+            (p, rf)
         } else {
-            replication_factor
+            (-1, -1)
         };
-        if replication_factor < 1 {
-            return Err(BrokerError::InvalidReplication(format!(
-                "replication factor must be at least 1, got {replication_factor}"
-            )));
-        }
-        if replication_factor > 1 {
-            return Err(BrokerError::InvalidReplication(format!(
-                "replication factor {replication_factor} is larger than the 1 available broker"
-            )));
-        }
         for (k, v) in configs {
             config::validate_topic_config(k, v)?;
         }
-        let _guard = self.admin.lock();
-        if self.topics.read().contains_key(name) {
+        if self.topic(name).is_some() {
             return Err(BrokerError::TopicExists(name.to_string()));
         }
-        let record = TopicRecord {
-            name: name.to_string(),
-            id: Uuid::new_v4(),
-            partitions,
-            replication_factor,
-            configs: configs.clone(),
-        };
-        if validate_only {
-            return Ok(record);
-        }
-        let mut image = self.image.read().clone();
-        image.topics.insert(name.to_string(), record.clone());
-        self.store.save(&image)?;
-        let opened = self.open_partitions(&record, 0..partitions, &image);
-        *self.image.write() = image;
-        let parts = opened?;
-        self.topics.write().insert(
-            name.to_string(),
-            Arc::new(Topic {
-                record: record.clone(),
-                partitions: parts,
-            }),
-        );
-        self.metrics.partitions.add(i64::from(partitions));
-        tracing::info!(topic = name, partitions, "created topic");
-        Ok(record)
-    }
-
-    fn default_partitions(&self) -> i32 {
-        let dynamic = self.dynamic_broker_configs();
-        self.config
-            .broker_value(&dynamic, "num.partitions")
-            .0
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1)
-    }
-
-    fn open_partitions(
-        &self,
-        record: &TopicRecord,
-        range: std::ops::Range<i32>,
-        image: &MetadataImage,
-    ) -> Result<Vec<Arc<Partition>>, BrokerError> {
-        let log_config = self
-            .config
-            .log_config(&image.dynamic_broker_props(), &record.overrides());
-        let mut out = Vec::new();
-        for p in range {
-            let tp = TopicPartition {
-                topic: record.name.clone(),
-                partition: p,
-            };
-            let dir = self.pick_log_dir().join(tp.dir_name());
-            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-            write_partition_metadata(&dir, record.id)?;
-            let log = Log::open(&dir, log_config.clone(), None, None, true).map_err(|source| {
-                BrokerError::Log {
-                    tp: tp.clone(),
-                    source,
+        let reply = self
+            .submit(ControllerRequest::CreateTopics {
+                topics: vec![NewTopic {
+                    name: name.to_string(),
+                    partitions,
+                    replication_factor,
+                    assignments,
+                    configs: configs.clone(),
+                }],
+                validate_only,
+            })
+            .await?;
+        match reply {
+            ControllerReply::Topics(mut results) if results.len() == 1 => {
+                let created = results.remove(0)?;
+                if !validate_only {
+                    tracing::info!(
+                        topic = name,
+                        partitions = created.partitions,
+                        replication_factor = created.replication_factor,
+                        "created topic"
+                    );
                 }
-            })?;
-            out.push(Arc::new(Partition::new(tp, record.id, log)));
+                Ok(created)
+            }
+            other => Err(unexpected(other)),
         }
-        Ok(out)
+    }
+
+    /// Deletes a topic on every broker (each removes its replicas when it applies the record).
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, BrokerError> {
+        if !self.config.delete_topic_enable {
+            return Err(BrokerError::DeletionDisabled);
+        }
+        if is_internal_topic(name) {
+            return Err(BrokerError::InternalTopic(name.to_string()));
+        }
+        match self
+            .submit(ControllerRequest::DeleteTopics {
+                names: vec![name.to_string()],
+            })
+            .await?
+        {
+            ControllerReply::Deleted(mut results) if results.len() == 1 => {
+                let id = results.remove(0)?;
+                tracing::info!(topic = name, "deleted topic");
+                Ok(id)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Grows a topic to `count` partitions, placed like new topics unless `assignments` gives
+    /// the new partitions' replicas.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        // The coordinator maps groups to partitions by count: growing the topic would move them.
+        if is_internal_topic(name) {
+            return Err(BrokerError::InternalTopic(name.to_string()));
+        }
+        self.submit(ControllerRequest::CreatePartitions {
+            topic: name.to_string(),
+            count,
+            assignments,
+            validate_only,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Replaces (`incremental == false`) or edits a topic's config overrides. `changes` maps a
+    /// key to `Some(value)` to set or `None` to delete. Every broker applies them to its logs
+    /// when it applies the records.
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: &[(String, Option<String>)],
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        for (k, v) in changes {
+            match v {
+                Some(v) => config::validate_topic_config(k, v)?,
+                None => {
+                    if config::topic_def(k).is_none() {
+                        config::validate_topic_config(k, "")?;
+                    }
+                }
+            }
+        }
+        if self.topic(name).is_none() {
+            return Err(BrokerError::UnknownTopic(name.to_string()));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let changes = changes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(|v| v.trim().to_string())))
+            .collect();
+        self.submit(ControllerRequest::AlterConfigs {
+            resource: ConfigResource::Topic(name.to_string()),
+            changes,
+            incremental,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Changes cluster-wide dynamic broker defaults; every broker's logs pick them up.
+    pub async fn alter_broker_configs(
+        &self,
+        changes: &[(String, Option<String>)],
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        for (k, v) in changes {
+            config::validate_dynamic_broker_config(
+                k,
+                v.as_deref()
+                    .unwrap_or_else(|| config::def(k).and_then(|d| d.default).unwrap_or("")),
+            )?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let changes = changes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(|v| v.trim().to_string())))
+            .collect();
+        self.submit(ControllerRequest::AlterConfigs {
+            resource: ConfigResource::BrokerDefault,
+            changes,
+            incremental,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Hands out a new producer id from a block the controller reserved for this broker, so an
+    /// id is never reused, across restarts and across brokers.
+    pub async fn allocate_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            match self
+                .submit(ControllerRequest::AllocateProducerIds {
+                    broker_id: self.config.node_id,
+                    count: PRODUCER_ID_BLOCK,
+                })
+                .await?
+            {
+                ControllerReply::ProducerIds { first, count } => *ids = (first, first + count),
+                other => return Err(unexpected(other)),
+            }
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// Creates `__consumer_offsets` if it does not exist yet (as Kafka does on the first
+    /// FindCoordinator), with `offsets.topic.replication.factor` capped at the live brokers.
+    pub async fn ensure_offsets_topic(&self) -> Result<(), BrokerError> {
+        if self.topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let gc = self.groups.config();
+        let live = self.image().live_brokers().count().max(1);
+        let rf = usize::try_from(gc.offsets_topic_replication_factor)
+            .unwrap_or(1)
+            .clamp(1, live) as i16;
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                gc.offsets_topic_segment_bytes.to_string(),
+            ),
+        ]);
+        match self
+            .create_topic(
+                OFFSETS_TOPIC,
+                gc.offsets_topic_partitions,
+                rf,
+                Vec::new(),
+                &configs,
+                false,
+            )
+            .await
+        {
+            Ok(_) | Err(BrokerError::TopicExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    // ------------------------------------------------------------------ applying metadata
+
+    /// Brings the hosted partitions in line with the current image: opens the replicas
+    /// assigned to this broker, sets leadership and configs, removes deleted topics' data,
+    /// and hands the coordinator its `__consumer_offsets` partitions. Blocking (disk I/O).
+    pub fn reconcile(&self) {
+        let _turn = self.reconciling.lock();
+        let image = self.cluster.image.current();
+        let previous = self.applied.read().clone();
+        let me = self.config.node_id;
+        let dynamic = image.dynamic_broker_props();
+        let dynamic_changed = previous.broker_configs != image.broker_configs;
+        let old = self.topics.read().clone();
+        let mut topics = HashMap::new();
+        for (name, t) in &image.topics {
+            let before = old.get(name).filter(|o| o.record.id == t.id);
+            let log_config = self.config.log_config(&dynamic, &t.overrides());
+            let configs_changed =
+                dynamic_changed || before.is_none_or(|b| b.record.configs != t.configs);
+            let mut partitions = Vec::with_capacity(t.partitions.len());
+            for (i, state) in t.partitions.iter().enumerate() {
+                let index = i as i32;
+                if !state.replicas.contains(&me) {
+                    partitions.push(None);
+                    continue;
+                }
+                let existing = before.and_then(|b| b.partition(index).cloned());
+                let partition = match existing {
+                    Some(p) => {
+                        if configs_changed {
+                            p.log.lock().set_config(log_config.clone());
+                        }
+                        Some(p)
+                    }
+                    None => match self.open_partition(t, index, &log_config) {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            tracing::error!(topic = %name, partition = index, error = %crate::handlers::error::message(&e), "could not open partition");
+                            None
+                        }
+                    },
+                };
+                if let Some(p) = &partition {
+                    p.set_leadership(state.leader == me, state.leader_epoch);
+                }
+                partitions.push(partition);
+            }
+            topics.insert(
+                name.clone(),
+                Arc::new(Topic {
+                    record: t.clone(),
+                    partitions,
+                }),
+            );
+        }
+        for (name, gone) in &old {
+            if topics
+                .get(name)
+                .is_none_or(|t| t.record.id != gone.record.id)
+            {
+                remove_partitions(gone);
+            }
+        }
+        let hosted: usize = topics.values().map(|t| t.hosted().count()).sum();
+        let offsets = topics.get(OFFSETS_TOPIC).map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| p.as_ref().filter(|p| p.is_leader()).cloned())
+                .collect::<Vec<_>>()
+        });
+        *self.topic_names.write() = topics
+            .values()
+            .map(|t| (t.record.id, t.record.name.clone()))
+            .collect();
+        *self.topics.write() = topics;
+        *self.applied.write() = image.clone();
+        self.metrics.partitions.set(hosted as i64);
+        if let Some(offsets) = offsets {
+            self.groups.attach(offsets);
+        }
+        self.reconciled.send_replace(image.applied_index);
+    }
+
+    fn open_partition(
+        &self,
+        t: &TopicImage,
+        index: i32,
+        log_config: &millrace_log::LogConfig,
+    ) -> Result<Arc<Partition>, BrokerError> {
+        let tp = TopicPartition {
+            topic: t.name.clone(),
+            partition: index,
+        };
+        let existing = self
+            .config
+            .log_dirs
+            .iter()
+            .map(|d| d.join(tp.dir_name()))
+            .find(|p| p.exists());
+        let s = &self.startup;
+        let (dir, clean) = match existing {
+            // A directory from an earlier topic of the same name is not this topic's data.
+            Some(dir) if read_partition_topic_id(&dir).is_some_and(|id| id != t.id) => {
+                retire_dir(&dir, &tp);
+                (self.pick_log_dir().join(tp.dir_name()), true)
+            }
+            Some(dir) => {
+                let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+                let clean = s.clean.get(&parent).copied().unwrap_or(false);
+                (dir, clean)
+            }
+            None => (self.pick_log_dir().join(tp.dir_name()), true),
+        };
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        write_partition_metadata(&dir, t.id)?;
+        let mut log = Log::open(
+            &dir,
+            log_config.clone(),
+            s.recovery.get(&tp).copied(),
+            s.starts.get(&tp).copied(),
+            clean,
+        )
+        .map_err(|source| BrokerError::Log {
+            tp: tp.clone(),
+            source,
+        })?;
+        // Without followers, the leader's log is its own ISR: everything in it is committed.
+        let leo = log.log_end_offset();
+        log.set_high_watermark(s.hws.get(&tp).copied().unwrap_or(leo).max(leo));
+        Ok(Arc::new(Partition::new(tp, t.id, log)))
     }
 
     /// The log dir holding the fewest partitions (Kafka's placement rule for new partitions).
@@ -472,207 +806,6 @@ impl Broker {
             .min_by_key(|d| counts.get(*d).copied().unwrap_or(0))
             .cloned()
             .unwrap_or_else(|| PathBuf::from("."))
-    }
-
-    /// Deletes a topic: metadata first, then its directories are renamed `*-delete` and removed.
-    pub fn delete_topic(&self, name: &str) -> Result<TopicRecord, BrokerError> {
-        if !self.config.delete_topic_enable {
-            return Err(BrokerError::DeletionDisabled);
-        }
-        if is_internal_topic(name) {
-            return Err(BrokerError::InternalTopic(name.to_string()));
-        }
-        let _guard = self.admin.lock();
-        let Some(topic) = self.topics.read().get(name).cloned() else {
-            return Err(BrokerError::UnknownTopic(name.to_string()));
-        };
-        let mut image = self.image.read().clone();
-        image.topics.remove(name);
-        self.store.save(&image)?;
-        *self.image.write() = image;
-        self.topics.write().remove(name);
-        self.metrics.partitions.sub(topic.partitions.len() as i64);
-        for p in &topic.partitions {
-            let dir = p.log.lock().dir().to_path_buf();
-            let doomed = dir.with_file_name(format!(
-                "{}.{}-delete",
-                p.tp.dir_name(),
-                p.topic_id.simple()
-            ));
-            // Rename first: a crash before removal leaves a `-delete` dir that start-up removes,
-            // never a live-looking partition of a deleted topic.
-            if let Err(e) = fs::rename(&dir, &doomed) {
-                tracing::warn!(path = %dir.display(), error = %e, "could not rename deleted partition");
-                continue;
-            }
-            if let Err(e) = fs::remove_dir_all(&doomed) {
-                tracing::warn!(path = %doomed.display(), error = %e, "could not remove deleted partition");
-            }
-        }
-        tracing::info!(topic = name, "deleted topic");
-        Ok(topic.record.clone())
-    }
-
-    /// Grows a topic to `count` partitions.
-    pub fn create_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), BrokerError> {
-        // The coordinator maps groups to partitions by count: growing the topic would move them.
-        if is_internal_topic(name) {
-            return Err(BrokerError::InternalTopic(name.to_string()));
-        }
-        let _guard = self.admin.lock();
-        let Some(topic) = self.topics.read().get(name).cloned() else {
-            return Err(BrokerError::UnknownTopic(name.to_string()));
-        };
-        let current = topic.record.partitions;
-        if count <= current {
-            return Err(BrokerError::InvalidPartitions(format!(
-                "topic `{name}` has {current} partitions; the new count {count} must be larger"
-            )));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let mut image = self.image.read().clone();
-        let mut record = topic.record.clone();
-        record.partitions = count;
-        image.topics.insert(name.to_string(), record.clone());
-        self.store.save(&image)?;
-        let new = self.open_partitions(&record, current..count, &image);
-        *self.image.write() = image;
-        let mut partitions = topic.partitions.clone();
-        partitions.extend(new?);
-        self.topics
-            .write()
-            .insert(name.to_string(), Arc::new(Topic { record, partitions }));
-        self.metrics.partitions.add(i64::from(count - current));
-        Ok(())
-    }
-
-    /// Replaces (`incremental == false`) or edits a topic's config overrides. `changes` maps a
-    /// key to `Some(value)` to set or `None` to delete. Applied to the open logs at once.
-    pub fn alter_topic_configs(
-        &self,
-        name: &str,
-        changes: &[(String, Option<String>)],
-        incremental: bool,
-        validate_only: bool,
-    ) -> Result<(), BrokerError> {
-        for (k, v) in changes {
-            match v {
-                Some(v) => config::validate_topic_config(k, v)?,
-                None => {
-                    if config::topic_def(k).is_none() {
-                        config::validate_topic_config(k, "")?;
-                    }
-                }
-            }
-        }
-        let _guard = self.admin.lock();
-        let Some(topic) = self.topics.read().get(name).cloned() else {
-            return Err(BrokerError::UnknownTopic(name.to_string()));
-        };
-        let mut record = topic.record.clone();
-        if !incremental {
-            record.configs.clear();
-        }
-        for (k, v) in changes {
-            match v {
-                Some(v) => {
-                    record.configs.insert(k.clone(), v.trim().to_string());
-                }
-                None => {
-                    record.configs.remove(k);
-                }
-            }
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let mut image = self.image.read().clone();
-        image.topics.insert(name.to_string(), record.clone());
-        self.store.save(&image)?;
-        let log_config = self
-            .config
-            .log_config(&image.dynamic_broker_props(), &record.overrides());
-        *self.image.write() = image;
-        for p in &topic.partitions {
-            p.log.lock().set_config(log_config.clone());
-        }
-        self.topics.write().insert(
-            name.to_string(),
-            Arc::new(Topic {
-                record,
-                partitions: topic.partitions.clone(),
-            }),
-        );
-        Ok(())
-    }
-
-    /// Changes cluster-wide dynamic broker defaults; every topic's logs pick them up.
-    pub fn alter_broker_configs(
-        &self,
-        changes: &[(String, Option<String>)],
-        incremental: bool,
-        validate_only: bool,
-    ) -> Result<(), BrokerError> {
-        for (k, v) in changes {
-            config::validate_dynamic_broker_config(
-                k,
-                v.as_deref()
-                    .unwrap_or_else(|| config::def(k).and_then(|d| d.default).unwrap_or("")),
-            )?;
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let _guard = self.admin.lock();
-        let mut image = self.image.read().clone();
-        if !incremental {
-            image.broker_configs.clear();
-        }
-        for (k, v) in changes {
-            match v {
-                Some(v) => {
-                    image.broker_configs.insert(k.clone(), v.trim().to_string());
-                }
-                None => {
-                    image.broker_configs.remove(k);
-                }
-            }
-        }
-        self.store.save(&image)?;
-        let dynamic = image.dynamic_broker_props();
-        *self.image.write() = image;
-        for t in self.topics() {
-            let lc = self.config.log_config(&dynamic, &t.record.overrides());
-            for p in &t.partitions {
-                p.log.lock().set_config(lc.clone());
-            }
-        }
-        Ok(())
-    }
-
-    /// Hands out a new producer id, reserving a block in the metadata file when needed so an id
-    /// is never reused after a restart.
-    pub fn allocate_producer_id(&self) -> Result<i64, BrokerError> {
-        let mut ids = self.producer_ids.lock();
-        if ids.0 >= ids.1 {
-            let _guard = self.admin.lock();
-            let mut image = self.image.read().clone();
-            let start = image.next_producer_id.max(ids.0);
-            image.next_producer_id = start + PRODUCER_ID_BLOCK;
-            self.store.save(&image)?;
-            *self.image.write() = image;
-            *ids = (start, start + PRODUCER_ID_BLOCK);
-        }
-        let id = ids.0;
-        ids.0 += 1;
-        Ok(id)
     }
 
     /// Writes the recovery-point, log-start-offset and high-watermark checkpoints of every log dir.
@@ -791,12 +924,90 @@ impl Broker {
     }
 }
 
-/// Where a partition's directory is: the log dir that has it, else the first.
-fn find_partition_dir(dirs: &[PathBuf], tp: &TopicPartition) -> PathBuf {
-    dirs.iter()
-        .map(|d| d.join(tp.dir_name()))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| dirs[0].join(tp.dir_name()))
+/// Reads each log dir's clean-shutdown marker and checkpoints, then deletes the marker, so a
+/// crash from here on is recognised at the next start; removes leftovers of interrupted
+/// deletions.
+fn read_startup(config: &BrokerConfig) -> Result<Startup, BrokerError> {
+    let mut s = Startup::default();
+    for dir in &config.log_dirs {
+        let marker = dir.join(CLEAN_SHUTDOWN);
+        s.clean.insert(dir.clone(), marker.exists());
+        for (file, map) in [
+            (RECOVERY_POINTS, &mut s.recovery),
+            (LOG_START_OFFSETS, &mut s.starts),
+            (HIGH_WATERMARKS, &mut s.hws),
+        ] {
+            let path = dir.join(file);
+            if path.exists() {
+                for (topic, partition, offset) in
+                    checkpoint::read_offsets(&path).map_err(|source| BrokerError::Log {
+                        tp: TopicPartition {
+                            topic: file.into(),
+                            partition: -1,
+                        },
+                        source,
+                    })?
+                {
+                    map.insert(TopicPartition { topic, partition }, offset);
+                }
+            }
+        }
+        if marker.exists() {
+            fs::remove_file(&marker).map_err(io_err("remove", &marker))?;
+        }
+        remove_deleted_dirs(dir);
+    }
+    Ok(s)
+}
+
+/// Reconciles the hosted partitions each time the metadata image advances.
+async fn reconcile_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut applied = broker.cluster.image.subscribe();
+    loop {
+        tokio::select! {
+            r = applied.changed() => if r.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        let b = broker.clone();
+        if tokio::task::spawn_blocking(move || b.reconcile())
+            .await
+            .is_err()
+        {
+            tracing::error!("metadata reconciliation panicked");
+        }
+    }
+}
+
+/// Removes a deleted topic's local replicas: each directory is renamed `*-delete` first, so a
+/// crash before removal leaves a directory start-up removes, never a live-looking partition.
+fn remove_partitions(topic: &Topic) {
+    for p in topic.hosted() {
+        let dir = p.log.lock().dir().to_path_buf();
+        retire_dir(&dir, &p.tp);
+    }
+    tracing::info!(topic = %topic.record.name, "removed the local replicas of a deleted topic");
+}
+
+fn retire_dir(dir: &Path, tp: &TopicPartition) {
+    let doomed = dir.with_file_name(format!(
+        "{}.{}-delete",
+        tp.dir_name(),
+        Uuid::new_v4().simple()
+    ));
+    if let Err(e) = fs::rename(dir, &doomed) {
+        tracing::warn!(path = %dir.display(), error = %e, "could not rename deleted partition");
+        return;
+    }
+    if let Err(e) = fs::remove_dir_all(&doomed) {
+        tracing::warn!(path = %doomed.display(), error = %e, "could not remove deleted partition");
+    }
+}
+
+/// The topic id in a partition directory's `partition.metadata`, if readable.
+fn read_partition_topic_id(dir: &Path) -> Option<Uuid> {
+    let text = fs::read_to_string(dir.join("partition.metadata")).ok()?;
+    let id = text.lines().find_map(|l| l.strip_prefix("topic_id: "))?;
+    crate::metadata::parse_kafka_uuid(id.trim())
 }
 
 /// Kafka's `partition.metadata` file: the topic id, so a recreated topic of the same name is
@@ -833,8 +1044,8 @@ fn remove_deleted_dirs(dir: &Path) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn clients_cannot_delete_or_grow_internal_topics() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clients_cannot_delete_or_grow_internal_topics() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut props = Properties::default();
         props
@@ -843,18 +1054,30 @@ mod tests {
         props
             .set("offsets.topic.num.partitions", "2")
             .expect("valid");
-        let broker = Broker::open(BrokerConfig::from_props(props).expect("valid")).expect("open");
-        let offsets = crate::coordinator::group::OFFSETS_TOPIC;
-        assert!(broker.topic(offsets).is_some(), "created at start-up");
+        let broker = Broker::open(BrokerConfig::from_props(props).expect("valid"))
+            .await
+            .expect("open");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !broker.image().is_live(1) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker never got unfenced"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        broker.ensure_offsets_topic().await.expect("created");
+        let offsets = OFFSETS_TOPIC;
+        assert!(broker.topic(offsets).is_some(), "created on demand");
         assert!(matches!(
-            broker.delete_topic(offsets),
+            broker.delete_topic(offsets).await,
             Err(BrokerError::InternalTopic(_))
         ));
         assert!(matches!(
-            broker.create_partitions(offsets, 10, false),
+            broker.create_partitions(offsets, 10, None, false).await,
             Err(BrokerError::InternalTopic(_))
         ));
         assert_eq!(broker.topic(offsets).map(|t| t.partitions.len()), Some(2));
+        broker.shutdown_signal().send_replace(true);
     }
 
     #[test]

@@ -125,10 +125,14 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
     tracing::info!(node_id = config.node_id, log_dirs = ?config.log_dirs, "starting millrace");
-    let broker = Broker::open(config).context("failed to open the broker's data")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    runtime.block_on(millrace::server::run(broker))
+    runtime.block_on(async {
+        let broker = Broker::open(config)
+            .await
+            .context("failed to open the broker's data")?;
+        millrace::server::run(broker).await
+    })
 }

@@ -200,18 +200,69 @@ impl Metrics {
             tracing::warn!(error = %e, "could not encode metrics");
         }
         let mut text = String::from_utf8_lossy(&out).into_owned();
-        // Replication and the controller come with the multi-broker issue; until then a single
-        // node is always its own active controller with every replica in sync.
-        text.push_str(
-            "# HELP kafka_server_replicamanager_under_replicated_partitions Partitions with fewer in-sync replicas than replicas\n\
-             # TYPE kafka_server_replicamanager_under_replicated_partitions gauge\n\
-             kafka_server_replicamanager_under_replicated_partitions 0\n\
-             # HELP kafka_controller_kafkacontroller_active_controller_count Whether this node is the active controller\n\
-             # TYPE kafka_controller_kafkacontroller_active_controller_count gauge\n\
-             kafka_controller_kafkacontroller_active_controller_count 1\n\
-             # HELP kafka_controller_kafkacontroller_offline_partitions_count Partitions without a leader\n\
-             # TYPE kafka_controller_kafkacontroller_offline_partitions_count gauge\n\
-             kafka_controller_kafkacontroller_offline_partitions_count 0\n",
+        // Cluster-level gauges from the metadata image. Controller gauges are non-zero only on
+        // the active controller, as Kafka reports them.
+        let image = broker.image();
+        let me = broker.config.node_id;
+        let under_replicated = image
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.leader == me && p.isr.len() < p.replicas.len())
+            .count();
+        let active = broker.cluster.is_active_controller();
+        let (offline, live, fenced) = if active {
+            let offline = image
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.iter())
+                .filter(|p| !image.is_live(p.leader))
+                .count();
+            let live = image.live_brokers().count();
+            (offline, live, image.brokers.len() - live)
+        } else {
+            (0, 0, 0)
+        };
+        let gauge = |text: &mut String, name: &str, help: &str, value: usize| {
+            text.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            ));
+        };
+        gauge(
+            &mut text,
+            "kafka_server_replicamanager_under_replicated_partitions",
+            "Partitions this broker leads with fewer in-sync replicas than replicas",
+            under_replicated,
+        );
+        gauge(
+            &mut text,
+            "kafka_controller_kafkacontroller_active_controller_count",
+            "1 on the active controller (the Raft leader of the metadata quorum)",
+            usize::from(active),
+        );
+        gauge(
+            &mut text,
+            "kafka_controller_kafkacontroller_offline_partitions_count",
+            "Partitions without a live leader (active controller only)",
+            offline,
+        );
+        gauge(
+            &mut text,
+            "kafka_controller_kafkacontroller_active_broker_count",
+            "Registered, unfenced brokers (active controller only)",
+            live,
+        );
+        gauge(
+            &mut text,
+            "kafka_controller_kafkacontroller_fenced_broker_count",
+            "Registered, fenced brokers (active controller only)",
+            fenced,
+        );
+        gauge(
+            &mut text,
+            "kafka_server_metadataloader_current_metadata_offset",
+            "The metadata log index this broker has applied",
+            broker.reconciled_index() as usize,
         );
         text.push_str(&broker.groups.render_metrics());
         text

@@ -1,5 +1,7 @@
 //! One partition this broker hosts: its log, and the wake-up that long-polling fetches wait on.
 
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
 use millrace_log::Log;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -39,8 +41,10 @@ pub struct Partition {
     pub log: Mutex<Log>,
     /// Woken after every append, so a fetch waiting for `min_bytes` re-checks at once.
     pub appended: Notify,
-    /// The leader epoch stamped on batches this broker appends as leader.
-    pub leader_epoch: i32,
+    /// The leader epoch from the metadata image, stamped on batches appended as leader.
+    leader_epoch: AtomicI32,
+    /// Whether this broker leads the partition (per the metadata image).
+    leader: AtomicBool,
 }
 
 impl Partition {
@@ -51,7 +55,24 @@ impl Partition {
             topic_id,
             log: Mutex::new(log),
             appended: Notify::new(),
-            leader_epoch: 0,
+            leader_epoch: AtomicI32::new(0),
+            leader: AtomicBool::new(false),
         }
+    }
+
+    /// The current leader epoch.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::SeqCst)
+    }
+
+    /// Applies the leadership the metadata image gives this broker.
+    pub fn set_leadership(&self, leader: bool, epoch: i32) {
+        self.leader_epoch.store(epoch, Ordering::SeqCst);
+        self.leader.store(leader, Ordering::SeqCst);
     }
 }

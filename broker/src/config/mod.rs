@@ -214,7 +214,11 @@ pub struct Listener {
 }
 
 impl Listener {
-    fn parse_list(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError> {
+    fn parse_list(
+        key: &str,
+        value: &str,
+        controller_names: &[&str],
+    ) -> Result<Vec<Listener>, ConfigError> {
         let invalid = |reason: &str| ConfigError::Invalid {
             key: key.to_string(),
             value: value.to_string(),
@@ -229,7 +233,7 @@ impl Listener {
                 .rsplit_once(':')
                 .ok_or_else(|| invalid("expected NAME://host:port"))?;
             let port: u16 = port.parse().map_err(|_| invalid("bad port"))?;
-            if name != "PLAINTEXT" {
+            if name != "PLAINTEXT" && !controller_names.contains(&name) {
                 return Err(invalid(
                     "only PLAINTEXT listeners are supported by this build",
                 ));
@@ -300,6 +304,73 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff: Duration,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// The cluster side: roles, quorum, timeouts.
+    pub cluster: ClusterConfig,
+}
+
+/// How this node takes part in the cluster (`process.roles`, `controller.quorum.voters`, …).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `process.roles` includes `broker`.
+    pub broker: bool,
+    /// `process.roles` includes `controller`: a voter of the metadata quorum.
+    pub controller: bool,
+    /// `controller.quorum.voters`: (node id, controller-listener address). Empty: a quorum of
+    /// one in this process.
+    pub voters: Vec<(i32, String)>,
+    /// Where this node's controller listener binds, if it has one.
+    pub controller_listener: Option<String>,
+    /// `cluster.id`, if set.
+    pub cluster_id: Option<String>,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval: Duration,
+    /// `broker.session.timeout.ms`.
+    pub session_timeout: Duration,
+    /// `controller.quorum.election.timeout.ms`.
+    pub election_timeout: Duration,
+    /// `controller.quorum.request.timeout.ms`.
+    pub request_timeout: Duration,
+    /// `metadata.log.max.snapshot.interval.records`.
+    pub snapshot_interval: u64,
+}
+
+impl ClusterConfig {
+    /// Whether the quorum is the single-node default (no `controller.quorum.voters`).
+    pub fn is_standalone(&self) -> bool {
+        self.voters.is_empty()
+    }
+}
+
+/// Parses `controller.quorum.voters`: `id@host:port` entries.
+fn parse_voters(value: &str) -> Result<Vec<(i32, String)>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: "controller.quorum.voters".into(),
+        value: value.to_string(),
+        reason,
+    };
+    let mut out: Vec<(i32, String)> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('@')
+            .ok_or_else(|| invalid(format!("`{item}` is not id@host:port")))?;
+        let id: i32 = id
+            .parse()
+            .ok()
+            .filter(|i| *i >= 0)
+            .ok_or_else(|| invalid(format!("`{id}` is not a node id")))?;
+        if addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
+            return Err(invalid(format!("`{addr}` is not host:port")));
+        }
+        if out.iter().any(|(i, _)| *i == id) {
+            return Err(invalid(format!("node {id} is listed twice")));
+        }
+        out.push((id, addr.to_string()));
+    }
+    Ok(out)
 }
 
 impl BrokerConfig {
@@ -313,9 +384,72 @@ impl BrokerConfig {
                 .unwrap_or_default()
         };
         let long = |key: &str| -> i64 { get(key).parse().unwrap_or(0) };
-        let listeners = Listener::parse_list("listeners", &get("listeners"))?;
+        let controller_names_text = get("controller.listener.names");
+        let controller_names: Vec<&str> = controller_names_text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let all_listeners =
+            Listener::parse_list("listeners", &get("listeners"), &controller_names)?;
+        let (controller_listeners, listeners): (Vec<Listener>, Vec<Listener>) = all_listeners
+            .into_iter()
+            .partition(|l| controller_names.contains(&l.name.as_str()));
+        let roles = get("process.roles");
+        let roles: Vec<&str> = roles.split(',').map(str::trim).collect();
+        for r in &roles {
+            if !matches!(*r, "broker" | "controller") {
+                return Err(ConfigError::Invalid {
+                    key: "process.roles".into(),
+                    value: roles.join(","),
+                    reason: format!("`{r}` is not a role; use broker, controller or both"),
+                });
+            }
+        }
+        let node_id = long("node.id") as i32;
+        let voters = parse_voters(&get("controller.quorum.voters"))?;
+        let is_controller = roles.contains(&"controller");
+        if is_controller && !voters.is_empty() && !voters.iter().any(|(id, _)| *id == node_id) {
+            return Err(ConfigError::Invalid {
+                key: "controller.quorum.voters".into(),
+                value: get("controller.quorum.voters"),
+                reason: format!(
+                    "this node (node.id={node_id}) has the controller role but is not a voter"
+                ),
+            });
+        }
+        if !is_controller && voters.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "controller.quorum.voters".into(),
+                value: String::new(),
+                reason: "a broker-only node needs the voters of the quorum it joins".into(),
+            });
+        }
+        let controller_listener = controller_listeners
+            .first()
+            .map(Listener::bind_addr)
+            .or_else(|| {
+                voters
+                    .iter()
+                    .find(|(id, _)| *id == node_id && is_controller)
+                    .map(|(_, a)| a.clone())
+            });
+        if !voters.is_empty() && controller_listener.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "listeners".into(),
+                value: get("listeners"),
+                reason: "a broker-only node needs a controller listener (e.g. CONTROLLER://host:port) for the metadata log to reach it".into(),
+            });
+        }
+        if listeners.is_empty() && roles.contains(&"broker") {
+            return Err(ConfigError::Invalid {
+                key: "listeners".into(),
+                value: get("listeners"),
+                reason: "a broker needs at least one PLAINTEXT listener".into(),
+            });
+        }
         let advertised = match props.get("advertised.listeners") {
-            Some(v) => Listener::parse_list("advertised.listeners", v)?,
+            Some(v) => Listener::parse_list("advertised.listeners", v, &[])?,
             None => listeners
                 .iter()
                 .map(|l| Listener {
@@ -348,7 +482,7 @@ impl BrokerConfig {
         }
         let ms = |key: &str| Duration::from_millis(long(key).max(0) as u64);
         Ok(BrokerConfig {
-            node_id: long("node.id") as i32,
+            node_id,
             listeners,
             advertised,
             log_dirs,
@@ -365,6 +499,18 @@ impl BrokerConfig {
             log_cleaner_enable: get("log.cleaner.enable") == "true",
             log_cleaner_backoff: ms("log.cleaner.backoff.ms"),
             rack: props.get("broker.rack").map(str::to_string),
+            cluster: ClusterConfig {
+                broker: roles.contains(&"broker"),
+                controller: is_controller,
+                voters,
+                controller_listener,
+                cluster_id: props.get("cluster.id").map(str::to_string),
+                heartbeat_interval: ms("broker.heartbeat.interval.ms"),
+                session_timeout: ms("broker.session.timeout.ms"),
+                election_timeout: ms("controller.quorum.election.timeout.ms"),
+                request_timeout: ms("controller.quorum.request.timeout.ms"),
+                snapshot_interval: long("metadata.log.max.snapshot.interval.records").max(1) as u64,
+            },
             props,
         })
     }

@@ -22,7 +22,7 @@ use crate::{
 
 type Changes = Vec<(String, Option<String>)>;
 
-fn apply(
+async fn apply(
     broker: &Broker,
     resource_type: i8,
     name: &str,
@@ -34,6 +34,7 @@ fn apply(
     match resource_type {
         RESOURCE_TOPIC => broker
             .alter_topic_configs(name, changes, incremental, validate_only)
+            .await
             .map_err(mapped),
         RESOURCE_BROKER => {
             if !name.is_empty() && name != broker.config.node_id.to_string() {
@@ -47,6 +48,7 @@ fn apply(
             }
             broker
                 .alter_broker_configs(changes, incremental, validate_only)
+                .await
                 .map_err(mapped)
         }
         other => Err((
@@ -57,34 +59,33 @@ fn apply(
 }
 
 /// Replaces each resource's dynamic configs with the given set.
-pub fn handle(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
-            let changes: Changes = r
-                .configs
-                .iter()
-                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
-                .collect();
-            let resp = AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
-            match apply(
-                ctx.broker,
-                r.resource_type,
-                r.resource_name.as_str(),
-                &changes,
-                false,
-                req.validate_only,
-            ) {
-                Ok(()) => resp,
-                Err((code, msg)) => resp
-                    .with_error_code(code.code())
-                    .with_error_message(text(msg)),
-            }
-        })
-        .collect();
+pub async fn handle(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let changes: Changes = r
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+            .collect();
+        let resp = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        let applied = apply(
+            ctx.broker,
+            r.resource_type,
+            r.resource_name.as_str(),
+            &changes,
+            false,
+            req.validate_only,
+        )
+        .await;
+        responses.push(match applied {
+            Ok(()) => resp,
+            Err((code, msg)) => resp
+                .with_error_code(code.code())
+                .with_error_message(text(msg)),
+        });
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -94,63 +95,64 @@ const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
 /// Applies each resource's per-key operations.
-pub fn handle_incremental(
+pub async fn handle_incremental(
     ctx: &Ctx<'_>,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let broker = ctx.broker;
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
-            let name = r.resource_name.to_string();
-            let resp = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
-            let mut changes = Changes::new();
-            for c in &r.configs {
-                let key = c.name.to_string();
-                let value = c.value.as_ref().map(|v| v.to_string());
-                let change = match c.config_operation {
-                    SET => Ok(value),
-                    DELETE => Ok(None),
-                    APPEND | SUBTRACT => list_edit(
-                        broker,
-                        r.resource_type,
-                        &name,
-                        &key,
-                        value,
-                        c.config_operation,
-                    ),
-                    op => Err((
-                        ResponseError::InvalidRequest,
-                        format!("unknown config operation {op}"),
-                    )),
-                };
-                match change {
-                    Ok(v) => changes.push((key, v)),
-                    Err((code, msg)) => {
-                        return resp
-                            .with_error_code(code.code())
-                            .with_error_message(text(msg));
-                    }
+    let mut responses = Vec::with_capacity(req.resources.len());
+    'resources: for r in req.resources {
+        let name = r.resource_name.to_string();
+        let resp = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        let mut changes = Changes::new();
+        for c in &r.configs {
+            let key = c.name.to_string();
+            let value = c.value.as_ref().map(|v| v.to_string());
+            let change = match c.config_operation {
+                SET => Ok(value),
+                DELETE => Ok(None),
+                APPEND | SUBTRACT => list_edit(
+                    broker,
+                    r.resource_type,
+                    &name,
+                    &key,
+                    value,
+                    c.config_operation,
+                ),
+                op => Err((
+                    ResponseError::InvalidRequest,
+                    format!("unknown config operation {op}"),
+                )),
+            };
+            match change {
+                Ok(v) => changes.push((key, v)),
+                Err((code, msg)) => {
+                    responses.push(
+                        resp.with_error_code(code.code())
+                            .with_error_message(text(msg)),
+                    );
+                    continue 'resources;
                 }
             }
-            match apply(
-                broker,
-                r.resource_type,
-                &name,
-                &changes,
-                true,
-                req.validate_only,
-            ) {
-                Ok(()) => resp,
-                Err((code, msg)) => resp
-                    .with_error_code(code.code())
-                    .with_error_message(text(msg)),
-            }
-        })
-        .collect();
+        }
+        let applied = apply(
+            broker,
+            r.resource_type,
+            &name,
+            &changes,
+            true,
+            req.validate_only,
+        )
+        .await;
+        responses.push(match applied {
+            Ok(()) => resp,
+            Err((code, msg)) => resp
+                .with_error_code(code.code())
+                .with_error_message(text(msg)),
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 

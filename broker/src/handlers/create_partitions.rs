@@ -1,45 +1,37 @@
 //! CreatePartitions: grow a topic.
 
-use kafka_protocol::{
-    messages::{
-        create_partitions_response::CreatePartitionsTopicResult, CreatePartitionsRequest,
-        CreatePartitionsResponse,
-    },
-    ResponseError,
+use kafka_protocol::messages::{
+    create_partitions_response::CreatePartitionsTopicResult, CreatePartitionsRequest,
+    CreatePartitionsResponse,
 };
 
 use super::{error, text, Ctx};
 
 /// Grows each topic independently.
-pub fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let broker = ctx.broker;
-    let node = broker.config.node_id;
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.to_string();
-            let result = CreatePartitionsTopicResult::default().with_name(t.name);
-            if let Some(assignments) = &t.assignments {
-                if let Some(bad) = assignments
-                    .iter()
-                    .find(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != node)
-                {
-                    return result
-                        .with_error_code(ResponseError::InvalidReplicaAssignment.code())
-                        .with_error_message(text(format!(
-                            "assignment {:?} names brokers other than the only broker, {node}",
-                            bad.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>()
-                        )));
-                }
-            }
-            match broker.create_partitions(&name, t.count, req.validate_only) {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let result = CreatePartitionsTopicResult::default().with_name(t.name);
+        // The controller validates the brokers named (registered, no duplicates, same count).
+        // Clients send an empty list as often as null for "place them for me".
+        let assignments = t.assignments.filter(|a| !a.is_empty()).map(|a| {
+            a.into_iter()
+                .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
+                .collect()
+        });
+        results.push(
+            match broker
+                .create_partitions(&name, t.count, assignments, req.validate_only)
+                .await
+            {
                 Ok(()) => result,
                 Err(e) => result
                     .with_error_code(error::broker_error(&e).code())
                     .with_error_message(text(error::message(&e))),
-            }
-        })
-        .collect();
+            },
+        );
+    }
     CreatePartitionsResponse::default().with_results(results)
 }

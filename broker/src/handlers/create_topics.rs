@@ -13,106 +13,108 @@ use kafka_protocol::{
 };
 
 use super::{error, text, Ctx};
-use crate::{broker::Broker, config::DEFS, metadata::TopicRecord};
+use crate::{broker::Broker, config::DEFS};
 
 /// Creates (or validates) each topic independently.
-pub fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let broker = ctx.broker;
     let mut seen: HashMap<String, usize> = HashMap::new();
     for t in &req.topics {
         *seen.entry(t.name.0.to_string()).or_default() += 1;
     }
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.to_string();
-            let result = CreatableTopicResult::default()
-                .with_name(t.name.clone())
-                .with_num_partitions(-1)
-                .with_replication_factor(-1);
-            let fail = |code: ResponseError, msg: String| {
-                result
-                    .clone()
-                    .with_error_code(code.code())
-                    .with_error_message(text(msg))
-            };
-            if seen.get(&name).copied().unwrap_or(0) > 1 {
-                return fail(
-                    ResponseError::InvalidRequest,
-                    format!("topic `{name}` appears more than once in the request"),
-                );
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let result = CreatableTopicResult::default()
+            .with_name(t.name.clone())
+            .with_num_partitions(-1)
+            .with_replication_factor(-1);
+        let fail = |code: ResponseError, msg: String| {
+            result
+                .clone()
+                .with_error_code(code.code())
+                .with_error_message(text(msg))
+        };
+        if seen.get(&name).copied().unwrap_or(0) > 1 {
+            results.push(fail(
+                ResponseError::InvalidRequest,
+                format!("topic `{name}` appears more than once in the request"),
+            ));
+            continue;
+        }
+        if !t.assignments.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
+            results.push(fail(
+                ResponseError::InvalidRequest,
+                "give either replica assignments or a partition count and replication factor, not both".into(),
+            ));
+            continue;
+        }
+        // The controller validates explicit assignments against the registered brokers.
+        let assignments: Vec<(i32, Vec<i32>)> = t
+            .assignments
+            .iter()
+            .map(|a| {
+                (
+                    a.partition_index,
+                    a.broker_ids.iter().map(|b| b.0).collect(),
+                )
+            })
+            .collect();
+        let mut configs = BTreeMap::new();
+        let mut null_config = None;
+        for c in &t.configs {
+            match &c.value {
+                Some(v) => {
+                    configs.insert(c.name.to_string(), v.to_string());
+                }
+                None => null_config = Some(c.name.to_string()),
             }
-            let mut partitions = t.num_partitions;
-            let mut replication = t.replication_factor;
-            if !t.assignments.is_empty() {
-                if partitions != -1 || replication != -1 {
-                    return fail(
-                        ResponseError::InvalidRequest,
-                        "give either replica assignments or a partition count and replication factor, not both".into(),
-                    );
+        }
+        if let Some(key) = null_config {
+            results.push(fail(
+                ResponseError::InvalidConfig,
+                format!("configuration `{key}` has a null value"),
+            ));
+            continue;
+        }
+        let created = broker
+            .create_topic(
+                &name,
+                t.num_partitions,
+                t.replication_factor,
+                assignments,
+                &configs,
+                req.validate_only,
+            )
+            .await;
+        results.push(match created {
+            Ok(created) => {
+                let mut r = result
+                    .with_num_partitions(created.partitions)
+                    .with_replication_factor(created.replication_factor);
+                if ctx.version >= 7 && !req.validate_only {
+                    r = r.with_topic_id(created.id);
                 }
-                let mut indexes: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
-                indexes.sort_unstable();
-                if indexes != (0..indexes.len() as i32).collect::<Vec<_>>() {
-                    return fail(
-                        ResponseError::InvalidReplicaAssignment,
-                        "assignments must cover partitions 0..n exactly once".into(),
-                    );
+                if ctx.version >= 5 {
+                    r = r.with_configs(Some(resulting_configs(broker, &configs)));
                 }
-                for a in &t.assignments {
-                    if a.broker_ids.len() != 1 || a.broker_ids[0].0 != broker.config.node_id {
-                        return fail(
-                            ResponseError::InvalidReplicaAssignment,
-                            format!(
-                                "partition {} is assigned to brokers {:?}; the only broker is {}",
-                                a.partition_index,
-                                a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>(),
-                                broker.config.node_id
-                            ),
-                        );
-                    }
-                }
-                partitions = t.assignments.len() as i32;
-                replication = 1;
+                r
             }
-            let mut configs = BTreeMap::new();
-            for c in &t.configs {
-                match &c.value {
-                    Some(v) => {
-                        configs.insert(c.name.to_string(), v.to_string());
-                    }
-                    None => {
-                        return fail(
-                            ResponseError::InvalidConfig,
-                            format!("configuration `{}` has a null value", c.name.as_str()),
-                        );
-                    }
-                }
-            }
-            match broker.create_topic(&name, partitions, replication, &configs, req.validate_only) {
-                Ok(record) => {
-                    let mut r = result
-                        .with_num_partitions(record.partitions)
-                        .with_replication_factor(record.replication_factor);
-                    if ctx.version >= 7 && !req.validate_only {
-                        r = r.with_topic_id(record.id);
-                    }
-                    if ctx.version >= 5 {
-                        r = r.with_configs(Some(resulting_configs(broker, &record)));
-                    }
-                    r
-                }
-                Err(e) => fail(error::broker_error(&e), error::message(&e)),
-            }
-        })
-        .collect();
+            Err(e) => fail(error::broker_error(&e), error::message(&e)),
+        });
+    }
     CreateTopicsResponse::default().with_topics(results)
 }
 
-fn resulting_configs(broker: &Broker, record: &TopicRecord) -> Vec<CreatableTopicConfigs> {
+fn resulting_configs(
+    broker: &Broker,
+    configs: &BTreeMap<String, String>,
+) -> Vec<CreatableTopicConfigs> {
     let dynamic = broker.dynamic_broker_configs();
-    let overrides = record.overrides();
+    let mut overrides = crate::config::Properties::default();
+    for (k, v) in configs {
+        let _ = overrides.set(k, v);
+    }
     DEFS.iter()
         .filter(|d| d.broker_synonym.is_some())
         .map(|d| {

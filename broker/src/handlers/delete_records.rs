@@ -24,9 +24,14 @@ pub fn handle(ctx: &Ctx<'_>, req: DeleteRecordsRequest) -> DeleteRecordsResponse
                     let result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
-                    let Some(part) = broker.partition(t.name.0.as_str(), p.partition_index) else {
-                        return result
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let topic = broker.topic(t.name.0.as_str());
+                    let part = match topic.as_ref().map(|t| t.led(p.partition_index)) {
+                        Some(Ok(part)) => part.clone(),
+                        Some(Err(code)) => return result.with_error_code(code.code()),
+                        None => {
+                            return result
+                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        }
                     };
                     let mut log = part.log.lock();
                     let offset = if p.offset == -1 {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{error, text, Ctx};
 
 /// Deletes each topic independently.
-pub fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let broker = ctx.broker;
     // v6 names topics in `topics` (name or id); earlier versions in `topic_names`.
     let targets: Vec<(Option<TopicName>, Uuid)> = if ctx.version >= 6 {
@@ -27,9 +27,9 @@ pub fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
             .map(|n| (Some(n), Uuid::nil()))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        responses.push({
             let name = match name {
                 Some(n) => Some(n.0.to_string()),
                 None => broker.topic_by_id(id).map(|t| t.record.name.clone()),
@@ -38,11 +38,12 @@ pub fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
                 .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
                 .with_topic_id(id);
             let Some(name) = name else {
-                return result.with_error_code(ResponseError::UnknownTopicId.code());
+                responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
+                continue;
             };
-            match broker.delete_topic(&name) {
-                Ok(record) => result.with_topic_id(if ctx.version >= 6 {
-                    record.id
+            match broker.delete_topic(&name).await {
+                Ok(topic_id) => result.with_topic_id(if ctx.version >= 6 {
+                    topic_id
                 } else {
                     Uuid::nil()
                 }),
@@ -54,7 +55,7 @@ pub fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
                         None
                     }),
             }
-        })
-        .collect();
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }

@@ -3,7 +3,10 @@
 use kafka_protocol::ResponseError;
 use millrace_log::LogError;
 
-use crate::{broker::BrokerError, config::ConfigError, coordinator::group::GroupError};
+use crate::{
+    broker::BrokerError, cluster::controller::ControllerError, config::ConfigError,
+    coordinator::group::GroupError,
+};
 
 /// The Kafka error code for a storage error.
 pub fn log_error(e: &LogError) -> ResponseError {
@@ -34,7 +37,25 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
         BrokerError::DeletionDisabled => ResponseError::TopicDeletionDisabled,
         BrokerError::InternalTopic(_) => ResponseError::InvalidRequest,
         BrokerError::Log { source, .. } => log_error(source),
-        BrokerError::Metadata(_) | BrokerError::Io { .. } => ResponseError::KafkaStorageError,
+        BrokerError::Io { .. } => ResponseError::KafkaStorageError,
+        BrokerError::Controller(c) => controller_error(c),
+    }
+}
+
+/// The Kafka error code for a controller refusal.
+pub fn controller_error(e: &ControllerError) -> ResponseError {
+    match e {
+        ControllerError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        ControllerError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        ControllerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        ControllerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        ControllerError::DuplicateBrokerRegistration(_) => {
+            ResponseError::DuplicateBrokerRegistration
+        }
+        ControllerError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,
+        // Kafka's answer when the controller cannot be reached in time; clients retry it.
+        ControllerError::Unavailable(_) => ResponseError::RequestTimedOut,
     }
 }
 

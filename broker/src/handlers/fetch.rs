@@ -57,20 +57,19 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             broker.topic(t.topic.0.as_str())
         };
         for p in &t.partitions {
+            let lookup = topic.as_ref().map(|t| t.led(p.partition).cloned());
             wanted.push(Wanted {
                 topic_index: ti,
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
                 current_leader_epoch: p.current_leader_epoch,
-                resolved: topic
-                    .as_ref()
-                    .and_then(|t| t.partition(p.partition).cloned()),
-                unknown: if by_id {
-                    ResponseError::UnknownTopicId
-                } else {
-                    ResponseError::UnknownTopicOrPartition
+                unknown: match &lookup {
+                    Some(Err(code)) => *code,
+                    _ if by_id => ResponseError::UnknownTopicId,
+                    _ => ResponseError::UnknownTopicOrPartition,
                 },
+                resolved: lookup.and_then(Result::ok),
             });
         }
         topics_out.push(
@@ -135,7 +134,7 @@ fn read_all(
             out.push(pd.with_error_code(w.unknown.code()));
             continue;
         };
-        if let Some(code) = error::leader_epoch(w.current_leader_epoch, p.leader_epoch) {
+        if let Some(code) = error::leader_epoch(w.current_leader_epoch, p.leader_epoch()) {
             has_error = true;
             out.push(pd.with_error_code(code.code()));
             continue;

@@ -11,7 +11,7 @@ use kafka_protocol::{
 };
 
 use super::{error, text, Ctx};
-use crate::coordinator::group::GroupError;
+use crate::coordinator::group::{partition_for, GroupError, OFFSETS_TOPIC};
 
 /// Kafka's `CoordinatorType`.
 const GROUP: i8 = 0;
@@ -19,7 +19,18 @@ const TRANSACTION: i8 = 1;
 const SHARE: i8 = 2;
 
 /// Answers every key of the request (one before v4, a batch from v4 on — KIP-699).
-pub fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    // Kafka creates __consumer_offsets on the first FindCoordinator for a group.
+    let key_type0 = if ctx.version >= 1 {
+        req.key_type
+    } else {
+        GROUP
+    };
+    if key_type0 == GROUP {
+        if let Err(e) = ctx.broker.ensure_offsets_topic().await {
+            tracing::warn!(error = %crate::handlers::error::message(&e), "could not create __consumer_offsets");
+        }
+    }
     let key_type = if ctx.version >= 1 {
         req.key_type
     } else {
@@ -54,17 +65,41 @@ fn find(ctx: &Ctx<'_>, key_type: i8, key: StrBytes) -> Coordinator {
     };
     match key_type {
         GROUP => {
-            // While __consumer_offsets loads, this broker is still the coordinator: the group
-            // requests themselves answer COORDINATOR_LOAD_IN_PROGRESS, as in Kafka.
-            if let Err(e @ GroupError::CoordinatorNotAvailable) = broker.groups.check_available() {
-                return failed(error::group_error(&e), e.to_string());
+            // The coordinator is the leader of the group's __consumer_offsets partition.
+            let image = broker.image();
+            let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
+                return failed(
+                    ResponseError::CoordinatorNotAvailable,
+                    "__consumer_offsets does not exist yet".into(),
+                );
+            };
+            let p = partition_for(key.as_str(), topic.partition_count());
+            let leader = topic.partition(p).map(|s| s.leader).unwrap_or(-1);
+            let endpoint = image
+                .brokers
+                .get(&leader)
+                .filter(|b| !b.fenced)
+                .and_then(|b| b.endpoints.first());
+            let Some(e) = endpoint else {
+                return failed(
+                    ResponseError::CoordinatorNotAvailable,
+                    format!("partition {p} of __consumer_offsets has no live leader"),
+                );
+            };
+            // While __consumer_offsets loads on this broker, it is still the coordinator: the
+            // group requests answer COORDINATOR_LOAD_IN_PROGRESS, as in Kafka.
+            if leader == broker.config.node_id {
+                if let Err(e @ GroupError::CoordinatorNotAvailable) =
+                    broker.groups.check_available()
+                {
+                    return failed(error::group_error(&e), e.to_string());
+                }
             }
-            let advertised = &broker.config.advertised[0];
             Coordinator::default()
                 .with_key(key)
-                .with_node_id(BrokerId(broker.config.node_id))
-                .with_host(StrBytes::from_string(advertised.host.clone()))
-                .with_port(i32::from(advertised.port))
+                .with_node_id(BrokerId(leader))
+                .with_host(StrBytes::from_string(e.host.clone()))
+                .with_port(i32::from(e.port))
         }
         TRANSACTION => failed(
             ResponseError::CoordinatorNotAvailable,

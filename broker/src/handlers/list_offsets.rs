@@ -33,12 +33,16 @@ pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    let Some(part) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
-                    else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let part = match topic.as_ref().map(|t| t.led(p.partition_index)) {
+                        Some(Ok(part)) => part,
+                        Some(Err(code)) => return resp.with_error_code(code.code()),
+                        None => {
+                            return resp
+                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        }
                     };
                     if let Some(code) =
-                        error::leader_epoch(p.current_leader_epoch, part.leader_epoch)
+                        error::leader_epoch(p.current_leader_epoch, part.leader_epoch())
                     {
                         return resp.with_error_code(code.code());
                     }
@@ -57,7 +61,7 @@ pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
                         Ok(Some((offset, timestamp))) => resp
                             .with_offset(offset)
                             .with_timestamp(timestamp)
-                            .with_leader_epoch(part.leader_epoch),
+                            .with_leader_epoch(part.leader_epoch()),
                         Ok(None) => resp,
                         Err(e) => resp.with_error_code(error::log_error(&e).code()),
                     }

@@ -99,42 +99,47 @@ pub async fn dispatch(
         RequestKind::ListOffsets(r) => {
             encode_response(key, version, corr, &list_offsets::handle(&ctx, r))
         }
-        RequestKind::Metadata(r) => encode_response(key, version, corr, &metadata::handle(&ctx, r)),
+        RequestKind::Metadata(r) => {
+            encode_response(key, version, corr, &metadata::handle(&ctx, r).await)
+        }
         RequestKind::ApiVersions(r) => {
             encode_response(key, version, corr, &api_versions::handle(&ctx, r))
         }
         RequestKind::CreateTopics(r) => {
-            encode_response(key, version, corr, &create_topics::handle(&ctx, r))
+            encode_response(key, version, corr, &create_topics::handle(&ctx, r).await)
         }
         RequestKind::DeleteTopics(r) => {
-            encode_response(key, version, corr, &delete_topics::handle(&ctx, r))
+            encode_response(key, version, corr, &delete_topics::handle(&ctx, r).await)
         }
         RequestKind::DeleteRecords(r) => {
             encode_response(key, version, corr, &delete_records::handle(&ctx, r))
         }
         RequestKind::InitProducerId(r) => {
-            encode_response(key, version, corr, &init_producer_id::handle(&ctx, r))
+            encode_response(key, version, corr, &init_producer_id::handle(&ctx, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
             encode_response(key, version, corr, &describe_configs::handle(&ctx, r))
         }
         RequestKind::AlterConfigs(r) => {
-            encode_response(key, version, corr, &alter_configs::handle(&ctx, r))
+            encode_response(key, version, corr, &alter_configs::handle(&ctx, r).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => encode_response(
             key,
             version,
             corr,
-            &alter_configs::handle_incremental(&ctx, r),
+            &alter_configs::handle_incremental(&ctx, r).await,
         ),
-        RequestKind::CreatePartitions(r) => {
-            encode_response(key, version, corr, &create_partitions::handle(&ctx, r))
-        }
+        RequestKind::CreatePartitions(r) => encode_response(
+            key,
+            version,
+            corr,
+            &create_partitions::handle(&ctx, r).await,
+        ),
         RequestKind::DescribeCluster(r) => {
             encode_response(key, version, corr, &describe_cluster::handle(&ctx, r))
         }
         RequestKind::FindCoordinator(r) => {
-            encode_response(key, version, corr, &find_coordinator::handle(&ctx, r))
+            encode_response(key, version, corr, &find_coordinator::handle(&ctx, r).await)
         }
         RequestKind::JoinGroup(r) => {
             encode_response(key, version, corr, &join_group::handle(&ctx, r).await)

@@ -32,10 +32,7 @@ pub fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResponse {
                 .as_ref()
                 .map(|m| m.to_string())
                 .unwrap_or_default();
-            let error = if broker
-                .partition(t.name.0.as_str(), p.partition_index)
-                .is_none()
-            {
+            let error = if !broker.partition_exists(t.name.0.as_str(), p.partition_index) {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else if metadata.len() > max_metadata {
                 Some(ResponseError::OffsetMetadataTooLarge)

@@ -17,10 +17,7 @@ pub fn handle(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let mut known = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
-            if broker
-                .partition(t.name.0.as_str(), p.partition_index)
-                .is_some()
-            {
+            if broker.partition_exists(t.name.0.as_str(), p.partition_index) {
                 known.push(TopicPartition {
                     topic: t.name.0.to_string(),
                     partition: p.partition_index,

@@ -58,9 +58,16 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
                 );
                 continue;
             }
-            let Some(partition) = resolved.as_ref().and_then(|t| t.partition(pd.index)) else {
-                partition_responses.push(resp.with_error_code(unknown.code()));
-                continue;
+            let partition = match resolved.as_ref().map(|t| t.led(pd.index)) {
+                Some(Ok(p)) => p,
+                Some(Err(code)) => {
+                    partition_responses.push(resp.with_error_code(code.code()));
+                    continue;
+                }
+                None => {
+                    partition_responses.push(resp.with_error_code(unknown.code()));
+                    continue;
+                }
             };
             if is_internal_topic(&partition.tp.topic) {
                 partition_responses.push(
@@ -80,7 +87,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
             let mut batch = BytesMut::from(&records[..]);
             let result = {
                 let mut log = partition.log.lock();
-                let r = log.append_as_leader(&mut batch, partition.leader_epoch, now_ms());
+                let r = log.append_as_leader(&mut batch, partition.leader_epoch(), now_ms());
                 if r.is_ok() {
                     let leo = log.log_end_offset();
                     log.set_high_watermark(leo);

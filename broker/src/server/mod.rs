@@ -22,9 +22,16 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Runs the broker until a shutdown signal, then shuts it down cleanly.
 pub async fn run(broker: Arc<Broker>) -> anyhow::Result<()> {
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown_tx = broker.shutdown_signal().clone();
+    let shutdown_rx = shutdown_tx.subscribe();
     let mut listeners = Vec::new();
-    for l in &broker.config.listeners {
+    // A controller-only node serves no Kafka clients.
+    let kafka_listeners = if broker.config.cluster.broker {
+        broker.config.listeners.clone()
+    } else {
+        Vec::new()
+    };
+    for l in &kafka_listeners {
         let addr = l.bind_addr();
         let listener = TcpListener::bind(&addr)
             .await
@@ -63,6 +70,9 @@ pub async fn run(broker: Arc<Broker>) -> anyhow::Result<()> {
     // Each accept loop returns after its connections have drained (or the deadline).
     while accept_loops.join_next().await.is_some() {}
     tasks.abort_all();
+    // Fence this broker at once rather than after the session timeout, then stop Raft.
+    broker.cluster.controlled_shutdown().await;
+    broker.cluster.shutdown().await;
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.shutdown())
         .await

@@ -94,6 +94,9 @@ pub struct Broker {
     child: Option<Child>,
     // Held for its Drop: the directory (data and log) is removed when the broker goes away.
     dir: tempfile::TempDir,
+    /// The loopback address every listener of this broker binds (`127.0.0.1` unless a
+    /// cluster test gives each broker its own 127.0.0.x host).
+    host: String,
     kafka_port: u16,
     admin_port: u16,
     overrides: Vec<(String, String)>,
@@ -101,6 +104,9 @@ pub struct Broker {
     args: Vec<String>,
     /// Environment variables for the broker (e.g. `MILLRACE_*` settings).
     env: Vec<(String, String)>,
+    /// A command the binary runs under (e.g. `ip netns exec NS`), which must exec it, so the
+    /// PID the harness signals is the broker's.
+    wrapper: Vec<String>,
     binary: PathBuf,
 }
 
@@ -148,6 +154,7 @@ impl Broker {
         Broker {
             child: None,
             dir,
+            host: "127.0.0.1".into(),
             kafka_port: free_port(),
             admin_port: free_port(),
             overrides: overrides
@@ -156,23 +163,50 @@ impl Broker {
                 .collect(),
             args: Vec::new(),
             env: Vec::new(),
+            wrapper: Vec::new(),
             binary,
         }
     }
 
+    /// A broker on its own loopback `host` with fixed ports, not started yet: a cluster
+    /// member ([`Broker::launch`] starts it without waiting, [`Broker::wait_ready`] waits).
+    pub fn at(host: &str, kafka_port: u16, admin_port: u16, overrides: &[(&str, &str)]) -> Broker {
+        let mut broker = Broker::new(env!("CARGO_BIN_EXE_millrace").into(), None, overrides);
+        broker.host = host.to_string();
+        broker.kafka_port = kafka_port;
+        broker.admin_port = admin_port;
+        broker
+    }
+
+    /// Runs the broker inside network namespace `ns` (`ip netns exec`), for network faults.
+    pub fn in_netns(mut self, ns: &str) -> Broker {
+        self.wrapper = ["ip", "netns", "exec", ns].map(String::from).to_vec();
+        self
+    }
+
+    /// Starts the process without waiting for it to be ready.
+    pub fn launch(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.spawn();
+    }
+
     /// `host:port` of the Kafka listener, for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.kafka_port)
+        format!("{}:{}", self.host, self.kafka_port)
     }
 
     /// The Kafka listener's socket address, for raw connections.
     pub fn kafka_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.kafka_port))
+        SocketAddr::new(self.host.parse().expect("IP host"), self.kafka_port)
+    }
+
+    fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host.parse().expect("IP host"), self.admin_port)
     }
 
     /// Base URL of the HTTP admin listener (`/livez`, `/readyz`, `/metrics`).
     pub fn admin_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.admin_port)
+        format!("http://{}", self.admin_addr())
     }
 
     /// The directory passed as `log.dirs`.
@@ -197,7 +231,7 @@ impl Broker {
 
     /// `GET path` on the admin listener: (status code, body).
     pub fn http_get(&self, path: &str) -> io::Result<(u16, String)> {
-        http_get(SocketAddr::from(([127, 0, 0, 1], self.admin_port)), path)
+        http_get(self.admin_addr(), path)
     }
 
     /// Sends SIGKILL (no chance to flush or checkpoint) and reaps the process.
@@ -251,17 +285,21 @@ impl Broker {
             .open(self.log_path())
             .expect("open broker log");
         writeln!(&log, "---- harness: starting {}", self.binary.display()).expect("write log");
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&self.binary);
+                c
+            }
+            None => Command::new(&self.binary),
+        };
         cmd.arg("serve").args(&self.args);
         let own = [
             (
                 "listeners".to_string(),
-                format!("PLAINTEXT://127.0.0.1:{}", self.kafka_port),
+                format!("PLAINTEXT://{}:{}", self.host, self.kafka_port),
             ),
-            (
-                "admin.listener".to_string(),
-                format!("127.0.0.1:{}", self.admin_port),
-            ),
+            ("admin.listener".to_string(), self.admin_addr().to_string()),
             (
                 "log.dirs".to_string(),
                 self.data_dir().to_str().expect("utf-8 path").to_string(),
@@ -285,7 +323,8 @@ impl Broker {
         self.child = Some(cmd.spawn().expect("spawn millrace"));
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until `/readyz` answers 200; panics if the process exits or the deadline passes.
+    pub fn wait_ready(&mut self) {
         let mut exited = None;
         let ready = wait_until(READY_TIMEOUT, || {
             if let Some(status) = self

@@ -1,6 +1,7 @@
 //! The Raft layer: openraft's type configuration, the on-disk log and state machine
 //! ([`store`]), and the gRPC transport ([`network`]).
 
+pub mod network;
 pub mod store;
 
 use serde::{Deserialize, Serialize};

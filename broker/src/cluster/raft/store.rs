@@ -531,6 +531,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.publish();
+        tracing::info!(snapshot = %meta.snapshot_id, last_log_index = meta.last_log_id.map(|l| l.index), "installed a metadata snapshot from the leader");
         Ok(())
     }
 

@@ -64,7 +64,7 @@ pub use records::{partition_for, OFFSETS_TOPIC};
 pub use state::{Group, GroupState};
 
 use crate::{
-    broker::{now_ms, Broker, BrokerError},
+    broker::{now_ms, Broker},
     config::{BrokerConfig, Properties},
     partition::{Partition, TopicPartition},
 };
@@ -158,6 +158,8 @@ pub struct GroupConfig {
     pub offsets_topic_partitions: i32,
     /// `offsets.topic.segment.bytes` (used when the topic is created).
     pub offsets_topic_segment_bytes: i64,
+    /// `offsets.topic.replication.factor` (used when the topic is created).
+    pub offsets_topic_replication_factor: i32,
     /// `offsets.retention.minutes`.
     pub offsets_retention: Duration,
     /// `offsets.retention.check.interval.ms`.
@@ -191,6 +193,11 @@ impl GroupConfig {
                 .unwrap_or(50)
                 .max(1),
             offsets_topic_segment_bytes: long("offsets.topic.segment.bytes"),
+            offsets_topic_replication_factor: i32::try_from(long(
+                "offsets.topic.replication.factor",
+            ))
+            .unwrap_or(1)
+            .max(1),
             offsets_retention: Duration::from_secs(
                 u64::try_from(long("offsets.retention.minutes")).unwrap_or(0) * 60,
             ),
@@ -214,6 +221,7 @@ impl Default for GroupConfig {
         GroupConfig {
             offsets_topic_partitions: 50,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
+            offsets_topic_replication_factor: 1,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             offsets_retention_check_interval: Duration::from_secs(600),
             initial_rebalance_delay: Duration::from_secs(3),
@@ -507,7 +515,8 @@ pub struct GroupSummary {
 /// The `__consumer_offsets` partitions, as a [`GroupLog`].
 #[derive(Debug, Default)]
 struct OffsetsLog {
-    partitions: RwLock<Vec<Arc<Partition>>>,
+    /// By partition index; `Some` where this broker leads the partition.
+    partitions: RwLock<Vec<Option<Arc<Partition>>>>,
 }
 
 /// Kafka's mapping of append errors for the coordinator (`GroupMetadataManager.storeOffsets`).
@@ -533,10 +542,10 @@ impl GroupLog for OffsetsLog {
             let n = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
             usize::try_from(partition_for(group_id, n))
                 .ok()
-                .and_then(|i| partitions.get(i).cloned())
+                .and_then(|i| partitions.get(i).cloned().flatten())
         };
         let Some(partition) = partition else {
-            return Err(GroupError::CoordinatorNotAvailable);
+            return Err(GroupError::NotCoordinator);
         };
         let batch: Vec<Record> = records
             .iter()
@@ -569,7 +578,7 @@ impl GroupLog for OffsetsLog {
         .map_err(|e| GroupError::Storage(e.to_string()))?;
         let result = {
             let mut log = partition.log.lock();
-            let r = log.append_as_leader(&mut buf, partition.leader_epoch, now_ms);
+            let r = log.append_as_leader(&mut buf, partition.leader_epoch(), now_ms);
             if r.is_ok() {
                 // A single node is the whole ISR: the write is committed once appended.
                 let leo = log.log_end_offset();
@@ -588,35 +597,6 @@ impl GroupLog for OffsetsLog {
             }
         }
     }
-}
-
-/// Creates `__consumer_offsets` if it does not exist (compacted, `offsets.topic.num.partitions`
-/// partitions) and returns its partitions.
-pub fn ensure_offsets_topic(broker: &Broker) -> Result<Vec<Arc<Partition>>, BrokerError> {
-    if broker.topic(OFFSETS_TOPIC).is_none() {
-        let config = &broker.groups.config;
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            (
-                "segment.bytes".to_string(),
-                config.offsets_topic_segment_bytes.to_string(),
-            ),
-        ]);
-        match broker.create_topic(
-            OFFSETS_TOPIC,
-            config.offsets_topic_partitions,
-            1,
-            &configs,
-            false,
-        ) {
-            Ok(_) | Err(BrokerError::TopicExists(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(broker
-        .topic(OFFSETS_TOPIC)
-        .map(|t| t.partitions.clone())
-        .unwrap_or_default())
 }
 
 // --------------------------------------------------------------------------- the coordinator
@@ -654,6 +634,8 @@ pub struct GroupCoordinator {
     timers: Mutex<Timers>,
     /// Woken when a deadline earlier than the background task's current one is registered.
     wake: Notify,
+    /// Woken by the first [`GroupCoordinator::attach`].
+    attached: Notify,
     counters: Counters,
     registry: Registry,
     gauges: Gauges,
@@ -719,6 +701,7 @@ impl GroupCoordinator {
             groups: RwLock::new(HashMap::new()),
             timers: Mutex::new(Timers::default()),
             wake: Notify::new(),
+            attached: Notify::new(),
             counters,
             registry,
             gauges,
@@ -730,12 +713,35 @@ impl GroupCoordinator {
         &self.config
     }
 
-    /// Attaches the `__consumer_offsets` partitions; the coordinator then waits to be loaded.
-    pub fn attach(&self, partitions: Vec<Arc<Partition>>) {
+    /// Attaches the `__consumer_offsets` partitions this broker leads (by index, `None` where
+    /// another broker leads); the first attach starts loading. Leadership of the offsets
+    /// partitions does not move between brokers yet (no replication), so later attaches only
+    /// refresh the same set.
+    pub fn attach(&self, partitions: Vec<Option<Arc<Partition>>>) {
         *self.log.partitions.write() = partitions;
-        let _ = self
+        if self
             .status
-            .compare_exchange(DETACHED, LOADING, Ordering::SeqCst, Ordering::SeqCst);
+            .compare_exchange(DETACHED, LOADING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.attached.notify_one();
+        }
+    }
+
+    /// Whether this broker coordinates `group_id`: it leads the group's `__consumer_offsets`
+    /// partition. Otherwise NOT_COORDINATOR sends the client to FindCoordinator again.
+    pub fn check_owner(&self, group_id: &str) -> Result<(), GroupError> {
+        let partitions = self.log.partitions.read();
+        let n = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
+        let owned = usize::try_from(partition_for(group_id, n))
+            .ok()
+            .and_then(|i| partitions.get(i))
+            .is_some_and(Option::is_some);
+        if owned {
+            Ok(())
+        } else {
+            Err(GroupError::NotCoordinator)
+        }
     }
 
     /// Whether group requests can be served now; the error says why not.
@@ -858,7 +864,7 @@ impl GroupCoordinator {
         let partitions = self.log.partitions.read().clone();
         let mut loaded: HashMap<String, LoadedGroup> = HashMap::new();
         let mut records = 0usize;
-        for p in &partitions {
+        for p in partitions.iter().flatten() {
             let (mut offset, end) = {
                 let log = p.log.lock();
                 (log.log_start_offset(), log.high_watermark())
@@ -936,6 +942,7 @@ impl GroupCoordinator {
     fn join_start(&self, req: JoinRequest) -> Result<oneshot::Receiver<JoinResponse>, GroupError> {
         self.check_available()?;
         check_group_id(&req.group_id, false)?;
+        self.check_owner(&req.group_id)?;
         if req
             .group_instance_id
             .as_ref()
@@ -971,6 +978,7 @@ impl GroupCoordinator {
     fn sync_start(&self, req: SyncRequest) -> Result<oneshot::Receiver<SyncResponse>, GroupError> {
         self.check_available()?;
         check_group_id(&req.group_id, false)?;
+        self.check_owner(&req.group_id)?;
         let group = self
             .group(&req.group_id)
             .ok_or(GroupError::UnknownMemberId)?;
@@ -989,6 +997,7 @@ impl GroupCoordinator {
     ) -> Result<(), GroupError> {
         self.check_available()?;
         check_group_id(group_id, false)?;
+        self.check_owner(group_id)?;
         let group = self.group(group_id).ok_or(GroupError::UnknownMemberId)?;
         self.with_group(&group, |g, env| {
             g.heartbeat(member_id, group_instance_id, generation, env)
@@ -1003,6 +1012,7 @@ impl GroupCoordinator {
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         self.check_available()?;
         check_group_id(group_id, false)?;
+        self.check_owner(group_id)?;
         let Some(group) = self.group(group_id) else {
             return Ok(vec![Err(GroupError::UnknownMemberId); members.len()]);
         };
@@ -1022,6 +1032,7 @@ impl GroupCoordinator {
         self.check_available()?;
         // Offset APIs accept the empty group id, as Kafka does for backward compatibility.
         check_group_id(group_id, true)?;
+        self.check_owner(group_id)?;
         let group = match self.group(group_id) {
             Some(g) => g,
             // Only a consumer outside group management creates a group by committing; a
@@ -1040,6 +1051,7 @@ impl GroupCoordinator {
         partitions: Option<Vec<TopicPartition>>,
     ) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>, GroupError> {
         self.check_available()?;
+        self.check_owner(group_id)?;
         let Some(group) = self.group(group_id) else {
             return Ok(partitions
                 .unwrap_or_default()
@@ -1071,12 +1083,17 @@ impl GroupCoordinator {
         partitions: Vec<TopicPartition>,
     ) -> Result<Vec<(TopicPartition, Option<GroupError>)>, GroupError> {
         self.check_available()?;
+        self.check_owner(group_id)?;
         let group = self.group(group_id).ok_or(GroupError::GroupIdNotFound)?;
         self.with_group(&group, |g, env| g.delete_offsets(partitions, env))?
     }
 
     /// ListGroups: every group (never the Dead ones), and an error if still loading.
     pub fn list_groups(&self) -> (Option<GroupError>, Vec<GroupListing>) {
+        // No __consumer_offsets yet (it is created on the first FindCoordinator): no groups.
+        if self.status.load(Ordering::SeqCst) == DETACHED {
+            return (None, Vec::new());
+        }
         let error = self.check_available().err();
         let all: Vec<Arc<Mutex<Group>>> = self.groups.read().values().cloned().collect();
         let mut out: Vec<GroupListing> = all
@@ -1091,6 +1108,7 @@ impl GroupCoordinator {
     /// DescribeGroups of one group; `None` if it does not exist.
     pub fn describe_group(&self, group_id: &str) -> Result<Option<GroupSummary>, GroupError> {
         self.check_available()?;
+        self.check_owner(group_id)?;
         Ok(self
             .group(group_id)
             .map(|g| g.lock().summary())
@@ -1100,6 +1118,7 @@ impl GroupCoordinator {
     /// DeleteGroups of one group.
     pub fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
         self.check_available()?;
+        self.check_owner(group_id)?;
         let group = self.group(group_id).ok_or(GroupError::GroupIdNotFound)?;
         self.with_group(&group, |g, env| g.delete(env))?
     }
@@ -1202,6 +1221,16 @@ fn replay(
 /// run group timers and the offsets retention check until shutdown, when waiting requests are
 /// answered NOT_COORDINATOR.
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    // __consumer_offsets is created on the first FindCoordinator; until then nothing to load.
+    while broker.groups.status.load(Ordering::SeqCst) == DETACHED {
+        tokio::select! {
+            _ = broker.groups.attached.notified() => {}
+            _ = shutdown.changed() => {
+                broker.groups.shutdown();
+                return;
+            }
+        }
+    }
     let b = broker.clone();
     let load = tokio::task::spawn_blocking(move || b.groups.load());
     tokio::select! {

@@ -1040,7 +1040,7 @@ fn coordinator_reloads_offsets_and_groups_from_the_log() {
         ..GroupConfig::default()
     };
     let first = GroupCoordinator::new(config.clone());
-    first.attach(partitions(3, true));
+    first.attach(partitions(3, true).into_iter().map(Some).collect());
     first.load().expect("load empty");
     for (group, offset) in [("alpha", 10), ("beta", 20), ("gamma", 30)] {
         first
@@ -1058,7 +1058,7 @@ fn coordinator_reloads_offsets_and_groups_from_the_log() {
 
     let second = GroupCoordinator::new(config);
     // Opened as after a crash: the logs were never closed.
-    second.attach(partitions(3, false));
+    second.attach(partitions(3, false).into_iter().map(Some).collect());
     assert_eq!(second.check_available(), Err(GroupError::LoadInProgress));
     assert_eq!(second.load().expect("load"), 2);
     let alpha = second
@@ -1106,7 +1106,22 @@ fn coordinator_request_checks() {
         Some(GroupError::CoordinatorNotAvailable),
         "no __consumer_offsets attached yet"
     );
-    c.attach(Vec::new());
+    // One __consumer_offsets partition, led here: this coordinator owns every group.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tp = TopicPartition {
+        topic: OFFSETS_TOPIC.into(),
+        partition: 0,
+    };
+    let log = Log::open(
+        &dir.path().join(tp.dir_name()),
+        LogConfig::default(),
+        None,
+        None,
+        true,
+    )
+    .expect("open log");
+    let partition = Arc::new(Partition::new(tp, Uuid::nil(), log));
+    c.attach(vec![Some(partition.clone())]);
     assert_eq!(
         block_on(c.join(join("g", "", SESSION))).error,
         Some(GroupError::LoadInProgress)
@@ -1141,6 +1156,13 @@ fn coordinator_request_checks() {
     );
     assert_eq!(c.delete_group("unknown"), Err(GroupError::GroupIdNotFound));
     assert_eq!(c.describe_group("unknown").map(|g| g.is_none()), Ok(true));
+    // Another broker leads the group's partition: clients are sent to FindCoordinator.
+    c.attach(vec![None]);
+    assert_eq!(
+        block_on(c.join(join("g", "", SESSION))).error,
+        Some(GroupError::NotCoordinator)
+    );
+    c.attach(vec![Some(partition)]);
     c.shutdown();
     assert_eq!(
         c.heartbeat("g", "m", None, 1),
