@@ -4,6 +4,8 @@
 #
 # Installs (each step is skipped when already done):
 # - kafka-python and confluent-kafka from PyPI, for the cross-client smoke test;
+# - iproute2 (Debian), for the network-partition test's namespaces (it needs root);
+# - curl (Debian), which scripts/dev-cluster.sh polls /readyz with;
 # - the operator's test tools into $HOME/.cache/millrace-k8s: helm, kubectl, kubernetes-validate,
 #   etcd, the Kubernetes v1.36 CRD server and the v1.20 control plane, built from Debian packages
 #   by ../shared/k8s-testenv (about 20 minutes the first time on 2 cores, seconds after).
@@ -14,6 +16,14 @@ t0=$SECONDS
 if ! python3 -c 'import kafka, confluent_kafka' 2>/dev/null; then
     echo "test.sh: installing kafka-python and confluent-kafka from PyPI"
     python3 -m pip install --quiet --disable-pip-version-check kafka-python confluent-kafka
+fi
+
+missing=()
+command -v ip >/dev/null || missing+=(iproute2)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: installing ${missing[*]} from Debian"
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if [ -d ../shared/k8s-testenv ] || [ -n "${MILLRACE_K8S_TESTENV:-}" ]; then

@@ -67,7 +67,8 @@ fn main() -> ExitCode {
     // The broker logs at info; a tool only says something when it is worth a warning, so its
     // stdout and stderr stay what the user asked for.
     let default_level = match command {
-        Command::Serve(_) => "info",
+        // openraft narrates every vote and append at info; its warnings are what matter.
+        Command::Serve(_) => "info,openraft=warn",
         _ => "warn",
     };
     tracing_subscriber::fmt()

@@ -47,6 +47,8 @@ static NEXT_NET: AtomicU8 = AtomicU8::new(0);
 struct Cluster {
     nodes: Vec<Broker>,
     racks: Vec<String>,
+    net: u8,
+    voters: String,
 }
 
 fn ports_free(hosts: &[String]) -> bool {
@@ -102,6 +104,8 @@ impl Cluster {
         Cluster {
             nodes,
             racks: racks.iter().map(|r| r.to_string()).collect(),
+            net,
+            voters,
         }
     }
 
@@ -171,20 +175,12 @@ fn create(bootstrap: &str, topic: NewTopic<'_>) -> Result<(), rdkafka::types::RD
     }
 }
 
-/// Whether `node` reports itself the active controller in `/metrics`.
-fn is_active_controller(node: &Broker) -> bool {
-    node.http_get("/metrics").is_ok_and(|(code, body)| {
-        code == 200
-            && body.contains("\nkafka_controller_kafkacontroller_active_controller_count 1\n")
-    })
-}
-
 /// The node that reports itself the active controller, among those given (1-based ids).
 fn active_controller(c: &Cluster, among: &[i32]) -> Option<i32> {
     among
         .iter()
         .copied()
-        .find(|id| is_active_controller(&c.nodes[(*id - 1) as usize]))
+        .find(|id| c.nodes[(*id - 1) as usize].is_active_controller())
 }
 
 fn counts(ids: impl Iterator<Item = i32>) -> BTreeMap<i32, usize> {
@@ -355,10 +351,20 @@ fn killing_the_active_controller_elects_another_and_it_rejoins_from_a_snapshot()
         "controller failover: node {active} killed; node {new_active:?} active after {elected_after:?}; a topic created {:?} after the kill",
         killed_at.elapsed()
     );
-    let layout = wait_for_layout(&survivors, "after-failover", 2);
+    // Until its session expires the dead node still counts as live, and may get replicas;
+    // once it is fenced, new partitions avoid it.
+    assert!(wait_until(Duration::from_millis(SESSION_MS * 5), || {
+        !metadata(&survivors, "after-failover").0.contains(&active)
+    }));
+    create(
+        &survivors,
+        NewTopic::new("after-fencing", 4, TopicReplication::Fixed(1)),
+    )
+    .expect("create after fencing");
+    let layout = wait_for_layout(&survivors, "after-fencing", 4);
     assert!(
         layout.values().all(|(l, _, _)| *l != active),
-        "no leader on the dead node"
+        "no partition placed on the fenced node: {layout:?}"
     );
 
     // Churn well past the snapshot interval (20 entries), so the leader's log no longer holds
@@ -536,4 +542,206 @@ fn the_dev_cluster_script_starts_three_ready_nodes_and_stops_them() {
             "port {port} still in use after the script stopped"
         );
     }
+}
+
+#[test]
+fn deletions_and_config_changes_reach_every_broker() {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let c = Cluster::start(&["r1", "r2", "r3"]);
+    let bootstrap = c.bootstrap();
+    create(
+        &bootstrap,
+        NewTopic::new("gone", 6, TopicReplication::Fixed(3)),
+    )
+    .expect("create");
+    wait_for_layout(&bootstrap, "gone", 6);
+    let dirs_of = |n: &Broker| -> Vec<String> {
+        std::fs::read_dir(n.data_dir())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|f| f.starts_with("gone-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Every broker holds replicas (RF 3 on 3 brokers: all six partitions each).
+    for n in &c.nodes {
+        assert!(
+            wait_until(CLIENT_TIMEOUT, || dirs_of(n).len() == 6),
+            "{:?}",
+            dirs_of(n)
+        );
+    }
+
+    // A topic config altered through broker 1 is what broker 3 describes.
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("gone")).set("retention.ms", "123456");
+    let altered = futures::executor::block_on(
+        admin(&c.nodes[0].bootstrap()).alter_configs([&alter], &admin_opts()),
+    )
+    .expect("AlterConfigs request");
+    assert!(altered[0].is_ok(), "{altered:?}");
+    let mut value = None;
+    assert!(
+        wait_until(CLIENT_TIMEOUT, || {
+            let described = futures::executor::block_on(
+                admin(&c.nodes[2].bootstrap())
+                    .describe_configs([&ResourceSpecifier::Topic("gone")], &admin_opts()),
+            )
+            .expect("DescribeConfigs request");
+            value = described[0]
+                .as_ref()
+                .ok()
+                .and_then(|r| r.get("retention.ms"))
+                .and_then(|e| e.value.clone());
+            value.as_deref() == Some("123456")
+        }),
+        "broker 3 sees retention.ms={value:?}"
+    );
+
+    // Deleted through broker 2: every broker removes its replicas.
+    let deleted = futures::executor::block_on(
+        admin(&c.nodes[1].bootstrap()).delete_topics(&["gone"], &admin_opts()),
+    )
+    .expect("DeleteTopics request");
+    assert!(deleted[0].is_ok(), "{deleted:?}");
+    for n in &c.nodes {
+        assert!(
+            wait_until(CLIENT_TIMEOUT, || dirs_of(n).is_empty()),
+            "{:?}",
+            dirs_of(n)
+        );
+    }
+}
+
+#[test]
+fn a_broker_only_node_follows_the_metadata_log_and_leads_partitions() {
+    let c = Cluster::start(&["r1", "r2", "r3"]);
+    let host = format!("127.0.{}.4", c.net);
+    // Its controller listener, where the leader replicates the log to it as a learner.
+    let listeners = format!("PLAINTEXT://{host}:9092,CONTROLLER://{host}:9093");
+    let mut broker4 = Broker::at(
+        &host,
+        9092,
+        9180,
+        &[
+            &[
+                ("node.id", "4"),
+                ("process.roles", "broker"),
+                ("controller.quorum.voters", c.voters.as_str()),
+                ("broker.rack", "r4"),
+                ("listeners", listeners.as_str()),
+            ][..],
+            TIMERS,
+        ]
+        .concat(),
+    );
+    broker4.launch();
+    broker4.wait_ready();
+    let bootstrap = format!("{},{}", c.bootstrap(), broker4.bootstrap());
+    let (brokers, _) = metadata(&broker4.bootstrap(), "none");
+    assert_eq!(brokers, BTreeSet::from([1, 2, 3, 4]));
+    create(
+        &bootstrap,
+        NewTopic::new("four", 8, TopicReplication::Fixed(1)),
+    )
+    .expect("create");
+    let layout = wait_for_layout(&broker4.bootstrap(), "four", 8);
+    let led: Vec<i32> = layout
+        .iter()
+        .filter(|(_, (l, _, _))| *l == 4)
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(
+        led.len(),
+        2,
+        "the broker-only node leads its share: {layout:?}"
+    );
+    let producer = producer(&bootstrap, &[("linger.ms", "0")]);
+    for p in &led {
+        futures::executor::block_on(
+            producer.send(
+                FutureRecord::<(), _>::to("four")
+                    .partition(*p)
+                    .payload("on four"),
+                Duration::from_secs(30),
+            ),
+        )
+        .expect("produce to a partition led by the broker-only node");
+        assert_eq!(watermarks(&bootstrap, "four", *p), (0, 1));
+    }
+    assert!(
+        !broker4.is_active_controller(),
+        "a broker-only node never becomes the controller"
+    );
+}
+
+#[test]
+fn consumer_groups_find_their_coordinator_on_any_broker() {
+    use rdkafka::consumer::CommitMode;
+    let c = Cluster::start(&["r1", "r2", "r3"]);
+    let bootstrap = c.bootstrap();
+    create(
+        &bootstrap,
+        NewTopic::new("orders", 3, TopicReplication::Fixed(1)),
+    )
+    .expect("create");
+    wait_for_layout(&bootstrap, "orders", 3);
+    let producer = producer(&bootstrap, &[("linger.ms", "0")]);
+    for p in 0..3 {
+        for i in 0..4 {
+            futures::executor::block_on(
+                producer.send(
+                    FutureRecord::<(), _>::to("orders")
+                        .partition(p)
+                        .payload(&format!("{p}-{i}")),
+                    Duration::from_secs(30),
+                ),
+            )
+            .expect("produce");
+        }
+    }
+    // Several groups, so their coordinators land on different brokers.
+    for group in ["billing", "shipping", "audit"] {
+        let consumer: BaseConsumer = client_config(&bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&["orders"]).expect("subscribe");
+        let mut got = 0;
+        let deadline = Instant::now() + CLIENT_TIMEOUT;
+        while got < 12 {
+            assert!(
+                Instant::now() < deadline,
+                "group {group} consumed {got} of 12"
+            );
+            if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+                m.expect("consume");
+                got += 1;
+            }
+        }
+        consumer
+            .commit_consumer_state(CommitMode::Sync)
+            .expect("commit");
+        let committed = consumer
+            .committed(Duration::from_secs(10))
+            .expect("committed offsets");
+        for p in 0..3 {
+            let offset = committed
+                .find_partition("orders", p)
+                .map(|e| e.offset())
+                .expect("partition");
+            assert_eq!(offset, Offset::Offset(4), "group {group} partition {p}");
+        }
+    }
+    let (_, offsets) = metadata(&bootstrap, "__consumer_offsets");
+    assert_eq!(offsets.len(), 3, "created on the first FindCoordinator");
+    let leaders: BTreeSet<i32> = offsets.values().map(|(l, _, _)| *l).collect();
+    assert_eq!(
+        leaders.len(),
+        3,
+        "coordinators spread over the brokers: {offsets:?}"
+    );
 }

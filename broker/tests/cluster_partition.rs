@@ -109,14 +109,6 @@ impl Drop for Net {
     }
 }
 
-/// Whether `node` reports itself the active controller in `/metrics`.
-fn is_active_controller(node: &Broker) -> bool {
-    node.http_get("/metrics").is_ok_and(|(code, body)| {
-        code == 200
-            && body.contains("\nkafka_controller_kafkacontroller_active_controller_count 1\n")
-    })
-}
-
 fn topic_exists(bootstrap: &str, topic: &str) -> bool {
     let consumer: BaseConsumer = client_config(bootstrap).create().expect("client");
     consumer
@@ -162,7 +154,7 @@ fn an_isolated_controller_loses_the_quorum_and_the_majority_carries_on() {
     }
     let mut old = None;
     assert!(wait_until(CLIENT_TIMEOUT, || {
-        old = (1..=3).find(|i| is_active_controller(&nodes[(*i - 1) as usize]));
+        old = (1..=3).find(|i| nodes[(*i - 1) as usize].is_active_controller());
         old.is_some()
     }));
     let old = old.expect("controller");
@@ -183,7 +175,7 @@ fn an_isolated_controller_loses_the_quorum_and_the_majority_carries_on() {
             new = majority
                 .iter()
                 .copied()
-                .find(|i| is_active_controller(&nodes[(*i - 1) as usize]));
+                .find(|i| nodes[(*i - 1) as usize].is_active_controller());
             new.is_some()
         }),
         "the majority never elected a new controller"
@@ -252,7 +244,7 @@ fn an_isolated_controller_loses_the_quorum_and_the_majority_carries_on() {
     assert!(
         wait_until(CLIENT_TIMEOUT, || {
             active = (1..=3)
-                .filter(|i| is_active_controller(&nodes[(*i - 1) as usize]))
+                .filter(|i| nodes[(*i - 1) as usize].is_active_controller())
                 .collect();
             active.len() == 1 && active[0] != old
         }),

@@ -56,6 +56,9 @@ pub struct ClusterNode {
     controller: Option<Arc<Controller>>,
     request_timeout: Duration,
     heartbeat_interval: Duration,
+    /// `controller.quorum.voters`: where to ask before this node has heard from a leader (a
+    /// broker-only node learns the log only after it has registered through one of them).
+    voters: BTreeMap<NodeId, String>,
     /// gRPC clients of other controllers, by address.
     clients: Mutex<BTreeMap<String, proto::controller_client::ControllerClient<Channel>>>,
     /// This process's broker incarnation.
@@ -165,6 +168,11 @@ impl ClusterNode {
             controller: controller.clone(),
             request_timeout: c.request_timeout,
             heartbeat_interval: c.heartbeat_interval,
+            voters: c
+                .voters
+                .iter()
+                .map(|(id, addr)| (*id as NodeId, addr.clone()))
+                .collect(),
             clients: Mutex::new(BTreeMap::new()),
             incarnation_id: Uuid::new_v4(),
             epoch: AtomicU64::new(0),
@@ -214,15 +222,26 @@ impl ClusterNode {
 
     fn leader_address(&self, leader: NodeId) -> Option<String> {
         let m = self.raft.metrics().borrow().membership_config.clone();
-        m.membership().get_node(&leader).map(|n| n.addr.clone())
+        m.membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+            .or_else(|| self.voters.get(&leader).cloned())
     }
 
     /// Sends `request` to the active controller (see the module docs).
     pub async fn submit(&self, request: ControllerRequest) -> Result<Envelope, ControllerError> {
         let deadline = tokio::time::Instant::now() + self.request_timeout * 5;
         let mut metrics = self.raft.metrics();
+        // The leader named by a NotController answer, and the next voter to ask when no
+        // leader is known at all.
+        let mut hint: Option<NodeId> = None;
+        let mut next_voter = self.voters.keys().copied().cycle();
         loop {
-            let leader = self.leader();
+            let leader = self.leader().or(hint.take()).or_else(|| {
+                (!self.voters.is_empty())
+                    .then(|| next_voter.next())
+                    .flatten()
+            });
             // Bounded: a leader cut off from its quorum cannot commit, and must not hang us.
             let attempt = tokio::time::timeout(self.request_timeout * 2, async {
                 match leader {
@@ -242,10 +261,10 @@ impl ClusterNode {
             .flatten();
             match attempt {
                 Some(Envelope {
-                    reply: ControllerReply::NotController { .. },
+                    reply: ControllerReply::NotController { leader },
                     ..
-                })
-                | None => {}
+                }) => hint = leader,
+                None => {}
                 Some(envelope) => return Ok(envelope),
             }
             // Wait for a leadership change, or retry a little later.

@@ -151,12 +151,17 @@ impl Broker {
             None => tempfile::Builder::new().prefix("millrace-").tempdir(),
         }
         .expect("create temp dir");
+        // Two calls can hand back the same just-released port: make sure they differ.
+        let kafka_port = free_port();
+        let admin_port = std::iter::repeat_with(free_port)
+            .find(|p| *p != kafka_port)
+            .expect("a second free port");
         Broker {
             child: None,
             dir,
             host: "127.0.0.1".into(),
-            kafka_port: free_port(),
-            admin_port: free_port(),
+            kafka_port,
+            admin_port,
             overrides: overrides
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -232,6 +237,15 @@ impl Broker {
     /// `GET path` on the admin listener: (status code, body).
     pub fn http_get(&self, path: &str) -> io::Result<(u16, String)> {
         http_get(self.admin_addr(), path)
+    }
+
+    /// Whether this node reports itself the active controller (the metadata quorum's Raft
+    /// leader) in `/metrics`.
+    pub fn is_active_controller(&self) -> bool {
+        self.http_get("/metrics").is_ok_and(|(code, body)| {
+            code == 200
+                && body.contains("\nkafka_controller_kafkacontroller_active_controller_count 1\n")
+        })
     }
 
     /// Sends SIGKILL (no chance to flush or checkpoint) and reaps the process.
