@@ -1,12 +1,17 @@
-//! The broker's state: configuration, the metadata image, the hosted partitions, and the
-//! operations that change them (topic creation and deletion, config changes, producer ids).
+//! The broker's state: configuration, the hosted partitions as the metadata image assigns
+//! them, and the operations that change them (topic creation and deletion, config changes,
+//! producer ids), which go through the active controller.
 //!
-//! # Start-up
-//! 1. Open the metadata store in the first log dir.
-//! 2. Read each log dir's clean-shutdown marker and checkpoints, then delete the marker, so that a
-//!    crash from here on is recognised at the next start.
-//! 3. Open every partition of every topic (recovering its log if the shutdown was not clean) and
-//!    remove directories left behind by an interrupted topic deletion.
+//! # Start-up ([`Broker::open`])
+//! 1. Read each log dir's clean-shutdown marker and checkpoints, then delete the marker, so that a
+//!    crash from here on is recognised at the next start; remove directories left behind by an
+//!    interrupted topic deletion.
+//! 2. Join the metadata quorum ([`crate::cluster::node`]): open the Raft log, start Raft and the
+//!    controller listener.
+//! 3. Reconcile with the image the local metadata log holds: open every replica assigned to this
+//!    broker (recovering its log if the shutdown was not clean). Later images are reconciled as
+//!    they are applied ([`Broker::reconcile`]).
+//! 4. Register with the active controller and heartbeat; `/readyz` turns ready once unfenced.
 //!
 //! # Shutdown ([`Broker::shutdown`])
 //! Close every log (flush, producer-state snapshot), write the checkpoints, then write the
@@ -236,8 +241,8 @@ fn unexpected(reply: ControllerReply) -> BrokerError {
 
 impl Broker {
     /// Opens the broker: reads the log dirs' shutdown state, joins the metadata quorum, and
-    /// opens the partitions the metadata assigns to this broker. The storage module docs give
-    /// the order.
+    /// opens the partitions the metadata assigns to this broker, in the order the module docs
+    /// give.
     pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>, anyhow::Error> {
         for dir in &config.log_dirs {
             fs::create_dir_all(dir).map_err(io_err("create", dir))?;

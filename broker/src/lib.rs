@@ -7,7 +7,9 @@
 //! - [`handlers`]: one module per Kafka API, from decoded request to response.
 //! - [`broker`]: the broker's state — topics, partitions, producer ids — and its operations.
 //! - [`partition`]: one hosted partition: its log and its append wake-up.
-//! - [`metadata`]: the durable metadata document (topics, dynamic configs, cluster id).
+//! - [`cluster`]: the Raft metadata quorum: records and image, storage, transport, the active
+//!   controller, placement, registration and heartbeats.
+//! - [`metadata`]: Kafka's text form of UUIDs.
 //! - [`coordinator`]: the group coordinator (consumer groups, committed offsets in
 //!   `__consumer_offsets`).
 //! - [`metrics`]: Prometheus metrics named after Kafka's JMX metrics.
