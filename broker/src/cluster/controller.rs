@@ -367,7 +367,8 @@ impl Plan {
     }
 }
 
-/// Plans a request against `image`. Heartbeats are planned by [`Controller::heartbeat`].
+/// Plans a request against `image`. Heartbeats are planned by the controller runtime, which
+/// holds the heartbeat times.
 pub fn plan(image: &MetadataImage, request: ControllerRequest) -> Plan {
     match request {
         ControllerRequest::RegisterBroker {
