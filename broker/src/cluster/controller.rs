@@ -643,6 +643,33 @@ impl Controller {
         if self.leader() != Some(self.node_id) {
             return self.not_controller();
         }
+        if let ControllerRequest::Heartbeat {
+            broker_id,
+            epoch,
+            applied_index,
+        } = &request
+        {
+            // Most heartbeats change nothing: answer them from the applied image, without the
+            // lock and the quorum round trip. Anything else (unfence, an unknown epoch, which a
+            // lagging image could cause) takes the full path below.
+            let image = self.image.current();
+            let plan = self.heartbeat(&image, *broker_id, *epoch, *applied_index);
+            let reply = (plan.reply)(image.applied_index);
+            if plan.records.is_empty()
+                && matches!(
+                    reply,
+                    ControllerReply::Heartbeat {
+                        reregister: false,
+                        ..
+                    }
+                )
+            {
+                return Envelope {
+                    reply,
+                    index: image.applied_index,
+                };
+            }
+        }
         let _turn = self.write.lock().await;
         // The image must hold every committed write before a plan reads it.
         if self.raft.ensure_linearizable().await.is_err() {
