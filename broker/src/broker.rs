@@ -37,7 +37,7 @@ use uuid::Uuid;
 use crate::{
     cluster::{
         controller::{ControllerError, ControllerReply, ControllerRequest, CreatedTopic, NewTopic},
-        image::{ConfigResource, Endpoint, MetadataImage, TopicImage},
+        image::{ConfigResource, Endpoint, MetadataImage, Registration, TopicImage},
         node::ClusterNode,
     },
     config::{self, BrokerConfig, ConfigError, Properties},
@@ -283,13 +283,17 @@ impl Broker {
                     port: l.port,
                 })
                 .collect();
-            let learner_address = (!broker.config.cluster.controller)
-                .then(|| broker.config.cluster.controller_listener.clone())
-                .flatten();
-            tokio::spawn(broker.cluster.clone().run_broker(
-                broker.config.rack.clone(),
+            let registration = Registration {
+                broker_id: broker.config.node_id,
+                incarnation_id: broker.cluster.incarnation_id,
+                rack: broker.config.rack.clone(),
                 endpoints,
-                learner_address,
+                controller_address: (!broker.config.cluster.controller)
+                    .then(|| broker.config.cluster.controller_listener.clone())
+                    .flatten(),
+            };
+            tokio::spawn(broker.cluster.clone().run_broker(
+                registration,
                 broker.reconciled.subscribe(),
                 shutdown_rx,
             ));
@@ -560,13 +564,9 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let changes = changes
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_ref().map(|v| v.trim().to_string())))
-            .collect();
         self.submit(ControllerRequest::AlterConfigs {
             resource: ConfigResource::Topic(name.to_string()),
-            changes,
+            changes: changes.to_vec(),
             incremental,
         })
         .await
@@ -590,13 +590,9 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let changes = changes
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_ref().map(|v| v.trim().to_string())))
-            .collect();
         self.submit(ControllerRequest::AlterConfigs {
             resource: ConfigResource::BrokerDefault,
-            changes,
+            changes: changes.to_vec(),
             incremental,
         })
         .await

@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    image::{ConfigResource, Endpoint, MetadataBatch, MetadataImage, MetadataRecord, NO_LEADER},
+    image::{
+        ConfigResource, MetadataBatch, MetadataImage, MetadataRecord, Registration, NO_LEADER,
+    },
     placement::{self, Candidate, PlacementError},
     raft::{store::SharedImage, NodeId, Raft},
 };
@@ -57,18 +59,7 @@ pub struct NewTopic {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerRequest {
     /// A broker starts: it is registered fenced, with a new epoch.
-    RegisterBroker {
-        /// `node.id`.
-        broker_id: i32,
-        /// Random per process start.
-        incarnation_id: Uuid,
-        /// `broker.rack`.
-        rack: Option<String>,
-        /// Advertised client listeners.
-        endpoints: Vec<Endpoint>,
-        /// Its controller listener, if any.
-        controller_address: Option<String>,
-    },
+    RegisterBroker(Registration),
     /// A broker is alive, and has applied the metadata log up to `applied_index`.
     Heartbeat {
         /// Broker id.
@@ -371,22 +362,11 @@ impl Plan {
 /// holds the heartbeat times.
 pub fn plan(image: &MetadataImage, request: ControllerRequest) -> Plan {
     match request {
-        ControllerRequest::RegisterBroker {
-            broker_id,
-            incarnation_id,
-            rack,
-            endpoints,
-            controller_address,
-        } => {
-            let mut records = vec![MetadataRecord::RegisterBroker {
-                broker_id,
-                incarnation_id,
-                rack,
-                endpoints,
-                controller_address,
-            }];
+        ControllerRequest::RegisterBroker(registration) => {
             // The old incarnation's leaderships end with it.
-            records.extend(fence_records(image, broker_id));
+            let fenced = fence_records(image, registration.broker_id);
+            let mut records = vec![MetadataRecord::RegisterBroker(registration)];
+            records.extend(fenced);
             Plan {
                 records,
                 reply: Box::new(|epoch| ControllerReply::Registered { epoch }),
@@ -467,7 +447,8 @@ pub fn plan(image: &MetadataImage, request: ControllerRequest) -> Plan {
                 records.push(MetadataRecord::Config {
                     resource: resource.clone(),
                     name,
-                    value,
+                    // Stored as validated: without the surrounding whitespace.
+                    value: value.map(|v| v.trim().to_string()),
                 });
             }
             Plan::write(records, ControllerReply::Done)
@@ -675,11 +656,11 @@ impl Controller {
         if self.raft.ensure_linearizable().await.is_err() {
             return self.not_controller();
         }
-        if let ControllerRequest::RegisterBroker {
+        if let ControllerRequest::RegisterBroker(Registration {
             broker_id,
             controller_address: Some(addr),
             ..
-        } = &request
+        }) = &request
         {
             self.ensure_learner(*broker_id, addr).await;
         }
@@ -690,14 +671,13 @@ impl Controller {
                 epoch,
                 applied_index,
             } => self.heartbeat(&image, broker_id, epoch, applied_index),
-            ControllerRequest::RegisterBroker {
-                broker_id,
-                incarnation_id,
-                ..
-            } if self.is_duplicate(&image, broker_id, incarnation_id) => {
+            ControllerRequest::RegisterBroker(r)
+                if self.is_duplicate(&image, r.broker_id, r.incarnation_id) =>
+            {
                 Plan::answer(ControllerReply::Failed(
                     ControllerError::DuplicateBrokerRegistration(format!(
-                        "another process is registered as broker {broker_id} and still heartbeating; is node.id unique?"
+                        "another process is registered as broker {} and still heartbeating; is node.id unique?",
+                        r.broker_id
                     )),
                 ))
             }
@@ -911,13 +891,13 @@ mod tests {
                 index,
                 &MetadataBatch {
                     records: vec![
-                        MetadataRecord::RegisterBroker {
+                        MetadataRecord::RegisterBroker(Registration {
                             broker_id: *id,
                             incarnation_id: Uuid::new_v4(),
                             rack: Some(rack.to_string()),
                             endpoints: vec![],
                             controller_address: None,
-                        },
+                        }),
                         MetadataRecord::UnfenceBroker {
                             broker_id: *id,
                             epoch: index,

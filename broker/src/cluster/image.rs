@@ -39,6 +39,21 @@ pub enum ConfigResource {
     Topic(String),
 }
 
+/// What a broker registers with: the request it sends and the record the controller writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// `node.id`.
+    pub broker_id: i32,
+    /// Random per process start: tells a restart from a duplicate registration.
+    pub incarnation_id: Uuid,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// Advertised client listeners.
+    pub endpoints: Vec<Endpoint>,
+    /// Where its controller listener (gRPC) is, for a broker-only node (a Raft learner).
+    pub controller_address: Option<String>,
+}
+
 /// One record of the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
@@ -55,18 +70,7 @@ pub enum MetadataRecord {
         level: i16,
     },
     /// A broker (re-)registers. It starts fenced; its epoch is the log index of this record.
-    RegisterBroker {
-        /// `node.id`.
-        broker_id: i32,
-        /// Random per process start: tells a restart from a duplicate registration.
-        incarnation_id: Uuid,
-        /// `broker.rack`.
-        rack: Option<String>,
-        /// Advertised client listeners.
-        endpoints: Vec<Endpoint>,
-        /// Where its controller-listener (gRPC) is, if it has one.
-        controller_address: Option<String>,
-    },
+    RegisterBroker(Registration),
     /// The broker's heartbeats stopped (or it shut down): it leads nothing until unfenced.
     FenceBroker {
         /// Broker id.
@@ -192,12 +196,7 @@ pub struct TopicImage {
 impl TopicImage {
     /// The overrides as validated [`Properties`] (values were validated when set).
     pub fn overrides(&self) -> Properties {
-        let mut p = Properties::default();
-        for (k, v) in &self.configs {
-            // Values were validated when stored; a key a newer build removed is skipped.
-            let _ = p.set(k, v);
-        }
-        p
+        Properties::from_stored(&self.configs)
     }
 
     /// Partition count.
@@ -245,11 +244,7 @@ pub struct MetadataImage {
 impl MetadataImage {
     /// The dynamic broker defaults as [`Properties`].
     pub fn dynamic_broker_props(&self) -> Properties {
-        let mut p = Properties::default();
-        for (k, v) in &self.broker_configs {
-            let _ = p.set(k, v);
-        }
-        p
+        Properties::from_stored(&self.broker_configs)
     }
 
     /// A topic by id.
@@ -290,22 +285,16 @@ impl MetadataImage {
             MetadataRecord::FeatureLevel { name, level } => {
                 self.features.insert(name.clone(), *level);
             }
-            MetadataRecord::RegisterBroker {
-                broker_id,
-                incarnation_id,
-                rack,
-                endpoints,
-                controller_address,
-            } => {
+            MetadataRecord::RegisterBroker(r) => {
                 self.brokers.insert(
-                    *broker_id,
+                    r.broker_id,
                     BrokerRegistration {
-                        id: *broker_id,
-                        incarnation_id: *incarnation_id,
+                        id: r.broker_id,
+                        incarnation_id: r.incarnation_id,
                         epoch: index,
-                        rack: rack.clone(),
-                        endpoints: endpoints.clone(),
-                        controller_address: controller_address.clone(),
+                        rack: r.rack.clone(),
+                        endpoints: r.endpoints.clone(),
+                        controller_address: r.controller_address.clone(),
                         fenced: true,
                     },
                 );
@@ -415,7 +404,7 @@ mod tests {
     }
 
     fn register(id: i32) -> MetadataRecord {
-        MetadataRecord::RegisterBroker {
+        MetadataRecord::RegisterBroker(Registration {
             broker_id: id,
             incarnation_id: Uuid::new_v4(),
             rack: Some(format!("r{id}")),
@@ -425,7 +414,7 @@ mod tests {
                 port: 9092,
             }],
             controller_address: None,
-        }
+        })
     }
 
     #[test]

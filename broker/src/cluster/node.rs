@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use super::{
     controller::{Controller, ControllerError, ControllerReply, ControllerRequest, Envelope},
-    image::Endpoint,
+    image::Registration,
     raft::{
         network::{self, proto, Network, RaftService},
         store::{self, SharedImage},
@@ -315,13 +315,11 @@ impl ClusterNode {
 
     /// The broker's side until `shutdown`: register, then heartbeat every
     /// `broker.heartbeat.interval.ms` with the index `reconciled` reports; register again when
-    /// the controller no longer knows this incarnation. At shutdown, a controlled shutdown
-    /// fences it at once.
+    /// the controller no longer knows this incarnation. The server sends the controlled
+    /// shutdown ([`ClusterNode::controlled_shutdown`]) once connections have drained.
     pub async fn run_broker(
         self: Arc<Self>,
-        rack: Option<String>,
-        endpoints: Vec<Endpoint>,
-        controller_address: Option<String>,
+        registration: Registration,
         reconciled: watch::Receiver<u64>,
         mut shutdown: watch::Receiver<bool>,
     ) {
@@ -334,13 +332,7 @@ impl ClusterNode {
             }
             let epoch = self.broker_epoch();
             let request = if epoch == 0 {
-                ControllerRequest::RegisterBroker {
-                    broker_id: self.node_id,
-                    incarnation_id: self.incarnation_id,
-                    rack: rack.clone(),
-                    endpoints: endpoints.clone(),
-                    controller_address: controller_address.clone(),
-                }
+                ControllerRequest::RegisterBroker(registration.clone())
             } else {
                 ControllerRequest::Heartbeat {
                     broker_id: self.node_id,

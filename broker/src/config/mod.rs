@@ -194,6 +194,18 @@ impl Properties {
         Ok(props)
     }
 
+    /// Properties from stored key/value pairs (metadata-log configs), which were validated when
+    /// they were set; a key a newer build removed is skipped.
+    pub fn from_stored<'a>(
+        pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Properties {
+        let mut p = Properties::default();
+        for (k, v) in pairs {
+            let _ = p.set(k, v);
+        }
+        p
+    }
+
     /// Layers `other` over `self`.
     pub fn merge(&mut self, other: &Properties) {
         for (k, v) in other.iter() {

@@ -111,10 +111,7 @@ fn resulting_configs(
     configs: &BTreeMap<String, String>,
 ) -> Vec<CreatableTopicConfigs> {
     let dynamic = broker.dynamic_broker_configs();
-    let mut overrides = crate::config::Properties::default();
-    for (k, v) in configs {
-        let _ = overrides.set(k, v);
-    }
+    let overrides = crate::config::Properties::from_stored(configs);
     DEFS.iter()
         .filter(|d| d.broker_synonym.is_some())
         .map(|d| {

@@ -20,22 +20,17 @@ const SHARE: i8 = 2;
 
 /// Answers every key of the request (one before v4, a batch from v4 on — KIP-699).
 pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    // Kafka creates __consumer_offsets on the first FindCoordinator for a group.
-    let key_type0 = if ctx.version >= 1 {
-        req.key_type
-    } else {
-        GROUP
-    };
-    if key_type0 == GROUP {
-        if let Err(e) = ctx.broker.ensure_offsets_topic().await {
-            tracing::warn!(error = %crate::handlers::error::message(&e), "could not create __consumer_offsets");
-        }
-    }
     let key_type = if ctx.version >= 1 {
         req.key_type
     } else {
         GROUP
     };
+    // Kafka creates __consumer_offsets on the first FindCoordinator for a group.
+    if key_type == GROUP {
+        if let Err(e) = ctx.broker.ensure_offsets_topic().await {
+            tracing::warn!(error = %crate::handlers::error::message(&e), "could not create __consumer_offsets");
+        }
+    }
     if ctx.version >= 4 {
         let coordinators = req
             .coordinator_keys
