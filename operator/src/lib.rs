@@ -15,6 +15,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod http;
+pub mod kafka;
 pub mod leader;
 pub mod model;
 pub mod reconcile;

@@ -8,11 +8,12 @@ use kube::{runtime::events::Reporter, Client, ResourceExt};
 use millrace_crds::{Cluster, MirrorMaker};
 use millrace_operator::{
     http::{self, Metrics},
+    kafka::KafkaAdmins,
     leader::LeaderElector,
     model::{bootstrap_servers_for, ClusterModel, Defaults, MirrorMakerModel, Observed},
-    reconcile::{self, Context},
+    reconcile::{self, topic::run_topic_controller, Context},
 };
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -76,6 +77,14 @@ struct RunArgs {
     /// Version used when a resource names neither version nor image.
     #[arg(long, env = "MILLRACE_DEFAULT_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
     default_version: String,
+    /// How often a healthy Topic is compared with its Kafka topic again, in seconds; this is
+    /// how changes made with other tools (drift) are found and undone.
+    #[arg(
+        long,
+        env = "MILLRACE_OPERATOR_TOPIC_RESYNC_SECONDS",
+        default_value_t = 120
+    )]
+    topic_resync_seconds: u64,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `millrace_operator=debug`.
     #[arg(long, env = "MILLRACE_OPERATOR_LOG", default_value = "info")]
     log: String,
@@ -150,7 +159,7 @@ async fn run(args: RunArgs, defaults: Defaults) -> Result<()> {
     let ctx = Arc::new(Context::new(
         client.clone(),
         defaults,
-        reporter,
+        reporter.clone(),
         metrics.clone(),
     ));
     let namespaces: Vec<Option<String>> = if args.namespaces.iter().all(String::is_empty) {
@@ -164,8 +173,28 @@ async fn run(args: RunArgs, defaults: Defaults) -> Result<()> {
             .collect()
     };
     info!(namespaces = ?namespaces, "starting controllers");
-    let controllers = join_all(namespaces.into_iter().map(|ns| {
-        reconcile::run_cluster_controller(client.clone(), ns, ctx.clone(), stopped(stop_rx.clone()))
+    let admins = KafkaAdmins::default();
+    let resync = Duration::from_secs(args.topic_resync_seconds.max(1));
+    let controllers = join_all(namespaces.into_iter().flat_map(|ns| {
+        let clusters = reconcile::run_cluster_controller(
+            client.clone(),
+            ns.clone(),
+            ctx.clone(),
+            stopped(stop_rx.clone()),
+        );
+        let topics = run_topic_controller(
+            client.clone(),
+            ns,
+            admins.clone(),
+            reporter.clone(),
+            metrics.clone(),
+            resync,
+            stopped(stop_rx.clone()),
+        );
+        [
+            futures::FutureExt::boxed(clusters),
+            futures::FutureExt::boxed(topics),
+        ]
     }));
 
     let lost = async {

@@ -19,8 +19,8 @@
 //! Two Topic resources naming the same Kafka topic on one cluster are a conflict that
 //! [`losing_claims`] settles: the older resource keeps the topic.
 //!
-//! The Kafka client that implements [`TopicAdmin`] for real comes with the client library; until
-//! then this module is exercised by its unit tests.
+//! [`crate::kafka::ClusterAdmin`] implements [`TopicAdmin`] over the Kafka protocol;
+//! [`crate::reconcile::topic`] drives it from Topic resources.
 
 use std::{collections::BTreeMap, future::Future};
 
@@ -295,8 +295,8 @@ fn op_key(op: &ConfigOp) -> &str {
     }
 }
 
-/// The Kafka Admin operations topic reconciliation needs. Implemented over the Kafka protocol by
-/// the client library (another issue); the operator depends only on this trait.
+/// The Kafka Admin operations topic reconciliation needs; [`crate::kafka::ClusterAdmin`] is the
+/// real one.
 pub trait TopicAdmin: Send + Sync {
     /// The error the implementation returns.
     type Error: std::error::Error + Send + Sync + 'static;
@@ -309,6 +309,9 @@ pub trait TopicAdmin: Send + Sync {
 
     /// Run one action.
     fn execute(&self, action: &Action) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Delete the topic; a topic that is already gone counts as deleted.
+    fn delete(&self, name: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// Errors from [`sync_topic`].
@@ -406,6 +409,7 @@ pub fn losing_claims(claims: &[Claim]) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::FakeKafka;
 
     fn desired(partitions: i32, replicas: i32, config: &[(&str, &str)]) -> DesiredTopic {
         DesiredTopic {
@@ -583,35 +587,6 @@ mod tests {
         assert!(!p.is_in_sync());
     }
 
-    /// A test double recording calls; the product has no in-memory Kafka.
-    #[derive(Default)]
-    struct Recorder {
-        topic: Option<ObservedTopic>,
-        executed: std::sync::Mutex<Vec<Action>>,
-        fail_execute: bool,
-    }
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("broker said no")]
-    struct No;
-
-    impl TopicAdmin for Recorder {
-        type Error = No;
-        async fn describe(&self, _: &str) -> Result<Option<ObservedTopic>, No> {
-            Ok(self.topic.clone())
-        }
-        async fn execute(&self, action: &Action) -> Result<(), No> {
-            if self.fail_execute {
-                return Err(No);
-            }
-            self.executed
-                .lock()
-                .expect("not poisoned")
-                .push(action.clone());
-            Ok(())
-        }
-    }
-
     fn claim(resource: &str, cluster: &str, topic: &str, created: i64) -> Claim {
         Claim {
             resource: resource.into(),
@@ -642,24 +617,25 @@ mod tests {
 
     #[tokio::test]
     async fn sync_executes_the_plan_in_order() {
-        let admin = Recorder {
-            topic: Some(observed(1, 3, &[])),
-            ..Recorder::default()
-        };
-        let p = sync_topic(&admin, &desired(2, 3, &[("retention.ms", "9")]))
+        let kafka = FakeKafka::default();
+        kafka.put("orders", observed(1, 3, &[]));
+        let p = sync_topic(&kafka, &desired(2, 3, &[("retention.ms", "9")]))
             .await
             .expect("sync");
-        assert_eq!(*admin.executed.lock().expect("not poisoned"), p.actions);
+        assert_eq!(kafka.executed(), p.actions);
         assert_eq!(p.actions.len(), 2);
     }
 
     #[tokio::test]
     async fn a_failed_action_names_the_step() {
-        let admin = Recorder {
-            fail_execute: true,
-            ..Recorder::default()
-        };
-        let err = sync_topic(&admin, &desired(2, 3, &[]))
+        let kafka = FakeKafka::default();
+        kafka.fail_with("broker said no");
+        let err = sync_topic(&kafka, &desired(2, 3, &[]))
+            .await
+            .expect_err("fails");
+        assert_eq!(err.to_string(), "failed to describe topic orders");
+        kafka.fail_execute_only();
+        let err = sync_topic(&kafka, &desired(2, 3, &[]))
             .await
             .expect_err("fails");
         assert_eq!(err.to_string(), "failed to create topic orders");

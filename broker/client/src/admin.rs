@@ -22,6 +22,7 @@ use kafka_protocol::{
         delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic},
         delete_topics_request::DeleteTopicState,
         describe_configs_request::DescribeConfigsResource,
+        describe_configs_response::DescribeConfigsResourceResult,
         elect_leaders_request::TopicPartitions,
         incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig},
         list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
@@ -610,31 +611,61 @@ impl Admin {
                     Error::check_msg(r.error_code, r.error_message.as_deref(), || {
                         format!("describe the configs of {resource}")
                     })?;
-                    Ok(r.configs
-                        .into_iter()
-                        .map(|c| ConfigEntry {
-                            name: c.name.to_string(),
-                            value: c.value.map(|v| v.to_string()),
-                            source: ConfigSource::from_wire(c.config_source),
-                            read_only: c.read_only,
-                            sensitive: c.is_sensitive,
-                            synonyms: c
-                                .synonyms
-                                .into_iter()
-                                .map(|s| {
-                                    (
-                                        s.name.to_string(),
-                                        s.value.map(|v| v.to_string()),
-                                        ConfigSource::from_wire(s.source),
-                                    )
-                                })
-                                .collect(),
-                        })
-                        .collect())
+                    Ok(config_entries(r.configs))
                 });
             results.push((resource.clone(), result));
         }
         Ok(results)
+    }
+
+    /// Describes the configs of many topics in one DescribeConfigs request (topic configs can be
+    /// read from any broker), so a caller watching thousands of topics pays one round trip, not
+    /// thousands. Each topic gets its own result: one unknown topic does not fail the rest.
+    pub async fn describe_topic_configs(
+        &self,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Result<Vec<ConfigEntry>>>> {
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let response = self
+            .client
+            .retrying("describe topic configs", || async {
+                let node = self.client.node(Target::Any).await?;
+                self.client
+                    .send(&node, |_| {
+                        DescribeConfigsRequest::default().with_resources(
+                            names
+                                .iter()
+                                .map(|n| {
+                                    DescribeConfigsResource::default()
+                                        .with_resource_type(2)
+                                        .with_resource_name(text(n))
+                                })
+                                .collect(),
+                        )
+                    })
+                    .await
+            })
+            .await?;
+        let mut by_name: BTreeMap<String, Result<Vec<ConfigEntry>>> = response
+            .results
+            .into_iter()
+            .map(|r| {
+                let name = r.resource_name.to_string();
+                let result = Error::check_msg(r.error_code, r.error_message.as_deref(), || {
+                    format!("describe the configs of topic `{name}`")
+                })
+                .map(|()| config_entries(r.configs));
+                (name, result)
+            })
+            .collect();
+        for n in names {
+            by_name
+                .entry(n.clone())
+                .or_insert_with(|| Err(missing("DescribeConfigs", n)));
+        }
+        Ok(by_name)
     }
 
     /// Applies incremental config changes (IncrementalAlterConfigs) to one resource.
@@ -1458,6 +1489,30 @@ fn retry_if_not_controller(codes: impl Iterator<Item = i16>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn config_entries(configs: Vec<DescribeConfigsResourceResult>) -> Vec<ConfigEntry> {
+    configs
+        .into_iter()
+        .map(|c| ConfigEntry {
+            name: c.name.to_string(),
+            value: c.value.map(|v| v.to_string()),
+            source: ConfigSource::from_wire(c.config_source),
+            read_only: c.read_only,
+            sensitive: c.is_sensitive,
+            synonyms: c
+                .synonyms
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.name.to_string(),
+                        s.value.map(|v| v.to_string()),
+                        ConfigSource::from_wire(s.source),
+                    )
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 fn missing(api: &str, item: &str) -> Error {

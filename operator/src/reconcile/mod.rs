@@ -23,6 +23,7 @@
 
 pub mod status;
 mod steps;
+pub mod topic;
 
 use crate::{
     http::Metrics,
@@ -41,7 +42,7 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams},
     runtime::{
         controller::{Action, Controller},
-        events::{Event, EventType, Recorder, Reporter},
+        events::{Recorder, Reporter},
         finalizer::{finalizer, Event as FinalizerEvent},
         reflector::ObjectRef,
         watcher,
@@ -281,45 +282,18 @@ async fn write_status(
         return Ok(());
     }
     let name = cluster.name_any();
-    let ns = cluster.namespace().unwrap_or_default();
-    let api: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch = serde_json::json!({
-        "apiVersion": Cluster::api_version(&()),
-        "kind": Cluster::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::Status {
-        name: name.clone(),
-        source,
-    })?;
+    apply_status(&ctx.client, cluster, &status)
+        .await
+        .map_err(|source| Error::Status {
+            name: name.clone(),
+            source,
+        })?;
 
-    let old = cluster
-        .status
-        .as_ref()
-        .and_then(|s| status::condition(&s.conditions, READY));
-    if let Some(new) = status::condition(&status.conditions, READY) {
-        if old.map(|o| (&o.status, &o.reason)) != Some((&new.status, &new.reason)) {
-            let ev = Event {
-                type_: if new.status == "True" {
-                    EventType::Normal
-                } else {
-                    EventType::Warning
-                },
-                reason: new.reason.clone(),
-                note: Some(new.message.clone()),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            // An Event is a courtesy: failing to publish one must not fail the reconcile.
-            if let Err(e) = ctx.recorder.publish(&ev, &cluster.object_ref(&())).await {
-                warn!(cluster = %name, error = %e, "failed to publish event");
-            }
+    let old = cluster.status.as_ref().map(|s| s.conditions.as_slice());
+    if let Some(ev) = status::ready_event(old, &status.conditions) {
+        // An Event is a courtesy: failing to publish one must not fail the reconcile.
+        if let Err(e) = ctx.recorder.publish(&ev, &cluster.object_ref(&())).await {
+            warn!(cluster = %name, error = %e, "failed to publish event");
         }
     }
     Ok(())
@@ -364,6 +338,33 @@ async fn cleanup(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
         info!(cluster = %name, "deleted the brokers' volume claims (storage.deleteClaim)");
     }
     Ok(Action::await_change())
+}
+
+/// Server-side apply of `status` as the status of `object`, under [`FIELD_MANAGER`].
+pub(crate) async fn apply_status<K>(
+    client: &Client,
+    object: &K,
+    status: &impl serde::Serialize,
+) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// `error: cause: cause` on one line, for logs.

@@ -63,8 +63,21 @@ pub fn refused(
 ) -> ClusterStatus {
     let mut s = current.cloned().unwrap_or_default();
     s.observed_generation = generation;
+    set_blocked(&mut s.conditions, reason, message, generation, now);
+    s
+}
+
+/// `Ready=False` and `Degraded=True`, both with `reason` and `message`: something stops the
+/// resource from reaching its spec, and retrying alone will not fix it.
+pub fn set_blocked(
+    conditions: &mut Vec<Condition>,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
     set_condition(
-        &mut s.conditions,
+        conditions,
         READY,
         false,
         reason,
@@ -72,16 +85,32 @@ pub fn refused(
         generation,
         now,
     );
-    set_condition(
-        &mut s.conditions,
-        DEGRADED,
-        true,
-        reason,
-        message,
-        generation,
-        now,
-    );
-    s
+    set_condition(conditions, DEGRADED, true, reason, message, generation, now);
+}
+
+/// The Event that reports a change of the `Ready` condition from `old` to `new` (status or
+/// reason), if it changed: Normal when it became ready, Warning otherwise. Publishing only
+/// changes lets `kubectl describe` tell the story without repeating it every pass.
+pub fn ready_event(
+    old: Option<&[Condition]>,
+    new: &[Condition],
+) -> Option<kube::runtime::events::Event> {
+    let new = condition(new, READY)?;
+    let old = old.and_then(|o| condition(o, READY));
+    if old.map(|o| (&o.status, &o.reason)) == Some((&new.status, &new.reason)) {
+        return None;
+    }
+    Some(kube::runtime::events::Event {
+        type_: if new.status == "True" {
+            kube::runtime::events::EventType::Normal
+        } else {
+            kube::runtime::events::EventType::Warning
+        },
+        reason: new.reason.clone(),
+        note: Some(new.message.clone()),
+        action: "Reconcile".into(),
+        secondary: None,
+    })
 }
 
 /// The status of a cluster whose objects were applied: brokers from the pods, readiness from

@@ -18,13 +18,12 @@ type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 /// failure.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn fixed_now() -> Timestamp {
+pub(super) fn fixed_now() -> Timestamp {
     Timestamp::from_second(1_800_000_000).expect("valid timestamp")
 }
 
 fn context() -> (Arc<Context>, ApiServer) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, server) = ApiServer::new();
     let reporter = Reporter {
         controller: "millrace-operator".into(),
         instance: Some("test".into()),
@@ -36,27 +35,45 @@ fn context() -> (Arc<Context>, ApiServer) {
         Arc::new(Metrics::new().expect("metrics")),
     );
     ctx.now = fixed_now;
-    (Arc::new(ctx), ApiServer { handle })
+    (Arc::new(ctx), server)
 }
 
 /// One request as the mock API server saw it.
 #[derive(Debug)]
-struct Seen {
-    path: String,
-    query: String,
-    body: Value,
+pub(super) struct Seen {
+    pub(super) path: String,
+    pub(super) query: String,
+    pub(super) body: Value,
 }
 
-struct ApiServer {
+pub(super) struct ApiServer {
     handle: Handle,
 }
 
 impl ApiServer {
+    /// A mock API server and a client talking to it.
+    pub(super) fn new() -> (Client, ApiServer) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        (Client::new(service, "default"), ApiServer { handle })
+    }
+
     /// Expect the next request to be `method path`, answer it with `respond(body)`.
-    async fn expect(
+    pub(super) async fn expect(
         &mut self,
         method: Method,
         path: &str,
+        respond: impl FnOnce(&Value) -> Value,
+    ) -> Seen {
+        self.expect_code(method, path, StatusCode::OK, respond)
+            .await
+    }
+
+    /// Like [`ApiServer::expect`], answering with HTTP status `code`.
+    pub(super) async fn expect_code(
+        &mut self,
+        method: Method,
+        path: &str,
+        code: StatusCode,
         respond: impl FnOnce(&Value) -> Value,
     ) -> Seen {
         let (req, send) = tokio::time::timeout(DEADLINE, self.handle.next_request())
@@ -85,7 +102,7 @@ impl ApiServer {
         let response = respond(&body);
         send.send_response(
             Response::builder()
-                .status(StatusCode::OK)
+                .status(code)
                 .body(Body::from(
                     serde_json::to_vec(&response).expect("serializable"),
                 ))
@@ -120,7 +137,7 @@ impl ApiServer {
     }
 
     /// After the reconciler and every client clone are gone, nothing else may have been sent.
-    async fn expect_no_more(mut self) {
+    pub(super) async fn expect_no_more(mut self) {
         let next = tokio::time::timeout(DEADLINE, self.handle.next_request())
             .await
             .expect("the client shuts down");
