@@ -638,9 +638,12 @@ impl Admin {
                             names
                                 .iter()
                                 .map(|n| {
+                                    // No key list means every key (an empty list
+                                    // would mean none).
                                     DescribeConfigsResource::default()
                                         .with_resource_type(2)
                                         .with_resource_name(text(n))
+                                        .with_configuration_keys(None)
                                 })
                                 .collect(),
                         )

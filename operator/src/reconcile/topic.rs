@@ -501,7 +501,7 @@ pub fn synced(
             DEGRADED,
             false,
             "AsExpected",
-            String::new(),
+            "the topic is as the spec says".into(),
             generation,
             now,
         );

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod kubelet;
+
 use anyhow::{bail, Context as _, Result};
 use kube::{
     config::{KubeConfigOptions, Kubeconfig},
@@ -184,12 +186,21 @@ pub async fn operator_client(cp: &ControlPlane, tools: &Path) -> Result<Client> 
 }
 
 /// Poll `check` until it returns `Some`, or fail after [`DEADLINE`] saying what was awaited.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>>>,
 {
-    let deadline = Instant::now() + DEADLINE;
+    eventually_within(DEADLINE, what, check).await
+}
+
+/// [`eventually`] with its own deadline.
+pub async fn eventually_within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = check().await? {
             return Ok(v);
