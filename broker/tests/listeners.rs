@@ -149,6 +149,7 @@ fn a_sasl_listener_stops_start_up_naming_it() {
             config.display().to_string(),
         ],
         dir.path(),
+        &[],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());

@@ -53,7 +53,7 @@ fn unknown_or_invalid_config_keys_stop_the_broker_naming_the_key() {
         ),
     ];
     for (args, key) in cases {
-        let output = run_to_exit(&args, dir.path());
+        let output = run_to_exit(&args, dir.path(), &[]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(!output.status.success(), "{args:?} exited successfully");

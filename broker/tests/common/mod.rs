@@ -417,8 +417,9 @@ impl Drop for Broker {
 
 /// Runs `millrace` with `args` in `dir` and expects it to exit by itself (a refused
 /// configuration, a tool); returns its output. Panics, after killing it, if it is still running
-/// after [`READY_TIMEOUT`]. `MILLRACE_*` variables of the developer's environment are left out.
-pub fn run_to_exit(args: &[String], dir: &Path) -> Output {
+/// after [`READY_TIMEOUT`]. `MILLRACE_*` variables of the developer's environment are left out;
+/// `env` is added.
+pub fn run_to_exit(args: &[String], dir: &Path, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_millrace"));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("MILLRACE_") {
@@ -426,6 +427,7 @@ pub fn run_to_exit(args: &[String], dir: &Path) -> Output {
         }
     }
     let mut child = cmd
+        .envs(env.iter().copied())
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
