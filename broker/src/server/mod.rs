@@ -43,7 +43,7 @@ pub async fn run(broker: Arc<Broker>) -> anyhow::Result<()> {
         .await
         .with_context(|| {
             format!(
-                "failed to bind admin.listener {}",
+                "failed to bind the HTTP admin server to {} (admin.listener, else admin.http.port)",
                 broker.config.admin_listener
             )
         })?;
