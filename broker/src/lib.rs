@@ -13,6 +13,8 @@
 //! - [`coordinator`]: the group coordinator (consumer groups, committed offsets in
 //!   `__consumer_offsets`).
 //! - [`metrics`]: Prometheus metrics named after Kafka's JMX metrics.
+//! - [`kube_init`]: `millrace kube-init`, a broker pod's init step (its properties file from the
+//!   operator's ConfigMap, its rack from its node's label).
 //! - Storage is the `millrace-log` crate (`broker/log`): segments, indexes, recovery, retention.
 //!
 //! # The path of a produce request
@@ -30,6 +32,7 @@ pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod handlers;
+pub mod kube_init;
 pub mod metadata;
 pub mod metrics;
 pub mod partition;

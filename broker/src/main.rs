@@ -1,5 +1,6 @@
-//! The `millrace` command: the broker (`serve`, the default) and the tools Kafka users expect
-//! (`topics`, `configs`, `groups`, `produce`, `consume`, `dump-log`, `perf`; see `tools`).
+//! The `millrace` command: the broker (`serve`, the default), the tools Kafka users expect
+//! (`topics`, `configs`, `groups`, `produce`, `consume`, `dump-log`, `perf`; see `tools`) and a
+//! broker pod's init step (`kube-init`).
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -8,7 +9,7 @@ use clap::{Parser, Subcommand};
 use millrace::{
     broker::Broker,
     config::{BrokerConfig, Properties},
-    tools,
+    kube_init, tools,
 };
 
 /// mimalloc keeps freed memory for reuse: request and fetch buffers of up to a few MiB are
@@ -49,6 +50,10 @@ enum Command {
     DumpLog(tools::dump_log::DumpLogArgs),
     /// Measure produce or consume throughput and latency.
     Perf(tools::perf::PerfArgs),
+    /// A broker pod's init step: write its properties file from the operator's ConfigMap
+    /// (server.properties + node-<ordinal>.properties) and, with --rack-label, its node's label
+    /// as broker.rack.
+    KubeInit(kube_init::KubeInitArgs),
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -69,6 +74,8 @@ fn main() -> ExitCode {
     let default_level = match command {
         // openraft narrates every vote and append at info; its warnings are what matter.
         Command::Serve(_) => "info,openraft=warn",
+        // An init container's log is read when the pod does not start: say what was written.
+        Command::KubeInit(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -95,7 +102,29 @@ fn main() -> ExitCode {
         Command::Consume(args) => tools::run(tools::consume::run(args)),
         Command::DumpLog(args) => tools::run(tools::dump_log::run(args)),
         Command::Perf(args) => tools::run(tools::perf::run(args)),
+        Command::KubeInit(args) => match kube_init_main(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:?}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+fn kube_init_main(args: &kube_init::KubeInitArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let written = runtime.block_on(kube_init::run(args))?;
+    tracing::info!(
+        out = %args.out.display(),
+        lines = written.lines().count(),
+        rack = written.lines().rev().find_map(|l| l.strip_prefix("broker.rack=")),
+        "wrote the broker's properties"
+    );
+    Ok(())
 }
 
 /// Resolves the configuration: file, then `MILLRACE_*` environment, then `--override` flags.

@@ -6,36 +6,12 @@ mod common;
 
 use std::{
     net::SocketAddr,
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Stdio},
 };
 
 use common::*;
 use futures::executor::block_on;
 use rdkafka::{admin::ResourceSpecifier, consumer::Consumer};
-
-/// Runs `millrace` with `args` in `dir` and expects it to exit by itself; returns its output.
-fn run_to_exit(args: &[String], dir: &std::path::Path) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_millrace"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn millrace");
-    let exited = wait_until(READY_TIMEOUT, || {
-        child.try_wait().expect("try_wait").is_some()
-    });
-    if !exited {
-        let _ = child.kill();
-        let output = child.wait_with_output().expect("output");
-        panic!(
-            "millrace {args:?} kept running; it should have refused its configuration.\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    child.wait_with_output().expect("output")
-}
 
 fn serve_args(dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
@@ -77,7 +53,7 @@ fn unknown_or_invalid_config_keys_stop_the_broker_naming_the_key() {
         ),
     ];
     for (args, key) in cases {
-        let output = run_to_exit(&args, dir.path());
+        let output = run_to_exit(&args, dir.path(), &[]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(!output.status.success(), "{args:?} exited successfully");

@@ -165,6 +165,14 @@ pub struct BrokerRegistration {
     pub fenced: bool,
 }
 
+impl BrokerRegistration {
+    /// Its advertised address for `listener`: what a client that came in on that listener is
+    /// given (none: the broker is left out of that client's answer, as in Kafka).
+    pub fn endpoint(&self, listener: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.name == listener)
+    }
+}
+
 /// A partition's replica set and leadership.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionState {

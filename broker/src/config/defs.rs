@@ -84,6 +84,32 @@ const fn topic(
     }
 }
 
+/// [`broker`] with a validator.
+const fn checked(def: ConfigDef, check: Check) -> ConfigDef {
+    ConfigDef {
+        check: Some(check),
+        ..def
+    }
+}
+
+fn protocol_map(v: &str) -> Result<(), String> {
+    super::listener::parse_protocol_map(v).map(|_| ())
+}
+
+fn port(v: &str) -> Result<(), String> {
+    match v.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err("expected a port number, 1 to 65535".into()),
+    }
+}
+
+fn keystore_type(v: &str) -> Result<(), String> {
+    match v.to_ascii_uppercase().as_str() {
+        "PEM" | "JKS" | "PKCS12" => Ok(()),
+        _ => Err("expected PEM, JKS or PKCS12".into()),
+    }
+}
+
 fn cleanup_policy(v: &str) -> Result<(), String> {
     for p in v.split(',').map(str::trim) {
         if !matches!(p, "delete" | "compact") {
@@ -124,14 +150,17 @@ use ConfigType::{Boolean, Double, Int, List, Long};
 /// Every key, broker keys first, then topic keys.
 pub static DEFS: &[ConfigDef] = &[
     broker("node.id", Int, Some("1"), 0, false, "This node's id in the cluster (alias `broker.id`)."),
-    broker("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), 0, false, "Where clients connect: comma-separated `NAME://host:port`. An empty host or 0.0.0.0 listens on every interface."),
-    broker("advertised.listeners", List, None, 0, false, "The addresses given to clients in Metadata responses. Defaults to `listeners` (a wildcard host is advertised as `localhost`)."),
+    broker("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), 0, false, "Where this node listens: comma-separated `NAME://host:port`. An empty host or 0.0.0.0 listens on every interface. A name (case-insensitive, kept upper case) can be anything `listener.security.protocol.map` maps; names in `controller.listener.names` are controller listeners, the others Kafka listeners. Only PLAINTEXT listeners are served: one mapped to SSL, SASL_PLAINTEXT or SASL_SSL stops start-up (TLS and SASL are not implemented yet)."),
+    broker("advertised.listeners", List, None, 0, false, "The addresses given to clients, `NAME://host:port`, each naming a Kafka listener of `listeners` (not a controller listener). A client is answered (Metadata, DescribeCluster, FindCoordinator) with the brokers' addresses for the listener its request arrived on; a broker that does not advertise that listener is left out. Defaults to `listeners` (a wildcard host is advertised as `localhost`)."),
+    checked(broker("listener.security.protocol.map", List, Some(super::listener::DEFAULT_PROTOCOL_MAP), 0, false, "Each listener's security protocol, `NAME:PROTOCOL,...` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL). A listener missing from it is an error. When this key is unset, controller listeners not in the default map are PLAINTEXT (as in Kafka's KRaft mode)."), protocol_map),
+    broker("inter.broker.listener.name", ConfigType::String, Some("PLAINTEXT"), 0, false, "The listener brokers will use to replicate from one another: must be an advertised listener. Checked and recorded; there is no replication between brokers yet."),
     broker("log.dirs", List, Some("./data"), 0, false, "Directories holding partition logs (alias `log.dir`). The first also holds the broker's metadata."),
-    broker("admin.listener", ConfigType::String, Some("127.0.0.1:9180"), 0, false, "HTTP address serving `/metrics` (Prometheus), `/livez` and `/readyz`."),
+    broker("admin.listener", ConfigType::String, Some("127.0.0.1:9180"), 0, false, "HTTP address (IP:port) serving `/metrics` (Prometheus), `/livez` and `/readyz`. When set, it wins over `admin.http.port`."),
+    checked(broker("admin.http.port", Int, None, 1, false, "Port of the HTTP admin server on every interface (`0.0.0.0:PORT`), as the Kubernetes operator renders it. Used only when `admin.listener` is not set: an explicit `admin.listener` (e.g. `--override admin.listener=127.0.1.2:8080`) takes precedence."), port),
     broker("broker.rack", ConfigType::String, None, 0, false, "The rack (zone) of this broker, reported in Metadata and DescribeCluster."),
     broker("process.roles", List, Some("broker,controller"), 0, false, "What this node runs: `broker`, `controller`, or both (combined mode). Controllers are Raft voters of the metadata quorum; a broker-only node follows the metadata log as a Raft learner."),
     broker("controller.quorum.voters", List, None, 0, false, "The metadata quorum's voters, `id@host:port,...` (the controller listeners). Unset: a quorum of one in this process, with no controller listener (the single-node default)."),
-    broker("controller.listener.names", List, Some("CONTROLLER"), 0, false, "Names in `listeners` that are controller listeners (gRPC: Raft and broker registration) rather than Kafka listeners. Without one, a voter listens on its own `controller.quorum.voters` address."),
+    broker("controller.listener.names", List, Some("CONTROLLER"), 0, false, "Names in `listeners` that are controller listeners (gRPC: Raft and broker registration, PLAINTEXT) rather than Kafka listeners. Without one, a voter listens on its own `controller.quorum.voters` address."),
     broker("cluster.id", ConfigType::String, None, 0, false, "The cluster id the first active controller writes to the metadata log (22 characters of URL-safe base64, as `kafka-storage random-uuid` prints). Unset: a random one."),
     broker("broker.heartbeat.interval.ms", Int, Some("2000"), 10, false, "How often a broker heartbeats to the active controller."),
     broker("broker.session.timeout.ms", Int, Some("9000"), 10, false, "A broker whose heartbeats stop for this long is fenced: it leads nothing and is left out of Metadata until it heartbeats again."),
@@ -204,4 +233,15 @@ pub static DEFS: &[ConfigDef] = &[
     topic("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", Long, 1, None, "A record becomes eligible for compaction at most this long after it is written."),
     topic("file.delete.delay.ms", "log.segment.delete.delay.ms", Long, 0, None, "Kept for compatibility; deleted segments are unlinked at once (open readers keep their file)."),
     topic("unclean.leader.election.enable", "unclean.leader.election.enable", Boolean, 0, None, "Allow an out-of-sync replica to become leader, losing data."),
+];
+
+/// Keys set per listener as `listener.name.<listener>.<key>` (Kafka's prefix: the listener name
+/// in lower case). They are recognised so that a configuration the Kubernetes operator renders
+/// parses, and start-up then fails on the listener's protocol (TLS/SASL are not implemented yet)
+/// rather than on an unknown key. No PLAINTEXT listener reads them.
+pub static LISTENER_DEFS: &[ConfigDef] = &[
+    broker("sasl.enabled.mechanisms", List, None, 0, false, "SASL mechanisms the listener offers (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`). Only meaningful for a SASL listener, which this build does not serve yet."),
+    checked(broker("ssl.keystore.type", ConfigType::String, None, 0, false, "`PEM` (with the two locations below), `JKS` or `PKCS12`. Only meaningful for a TLS listener, which this build does not serve yet."), keystore_type),
+    broker("ssl.certificate.location", ConfigType::String, None, 0, false, "PEM file with the listener's certificate chain (Millrace's key: Kafka takes inline PEM or a keystore file). Only meaningful for a TLS listener, which this build does not serve yet."),
+    broker("ssl.key.location", ConfigType::String, None, 0, false, "PEM file with the listener's private key (Millrace's key). Only meaningful for a TLS listener, which this build does not serve yet."),
 ];

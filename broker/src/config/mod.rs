@@ -12,10 +12,13 @@
 //! the static broker config (`STATIC_BROKER_CONFIG`: file, flags, environment), then the default.
 
 mod defs;
+mod listener;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
-pub use defs::{ConfigDef, ConfigType, DEFS};
+pub use defs::{ConfigDef, ConfigType, DEFS, LISTENER_DEFS};
+use listener::ListenerSettings;
+pub use listener::{parse_protocol_map, Listener, SecurityProtocol, DEFAULT_PROTOCOL_MAP};
 use millrace_log::{LogConfig, TimestampType};
 
 /// A configuration problem, always naming the key so a person can fix it.
@@ -43,6 +46,14 @@ pub enum ConfigError {
         /// The offending key.
         key: String,
         /// Why.
+        reason: String,
+    },
+    /// The setting asks for something this build does not implement yet.
+    #[error("configuration `{key}`: {reason}")]
+    NotImplemented {
+        /// The offending key.
+        key: String,
+        /// What is missing.
         reason: String,
     },
     /// A line of a properties file is not `key=value`.
@@ -80,6 +91,16 @@ pub fn def(key: &str) -> Option<&'static ConfigDef> {
     DEFS.iter().find(|d| d.name == key)
 }
 
+/// Looks up a per-listener key, `listener.name.<listener>.<key>` (Kafka's prefix, which has the
+/// listener name in lower case): the listener part and the key's definition.
+pub fn listener_def(key: &str) -> Option<(&str, &'static ConfigDef)> {
+    let rest = key.strip_prefix("listener.name.")?;
+    LISTENER_DEFS.iter().find_map(|d| {
+        let listener = rest.strip_suffix(d.name)?.strip_suffix('.')?;
+        (!listener.is_empty()).then_some((listener, d))
+    })
+}
+
 /// The definition of a topic-level key.
 pub fn topic_def(key: &str) -> Option<&'static ConfigDef> {
     DEFS.iter()
@@ -88,8 +109,13 @@ pub fn topic_def(key: &str) -> Option<&'static ConfigDef> {
 
 /// Checks a value against its key's type and validator.
 pub fn validate(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
+    validate_as(def.name, def, value)
+}
+
+/// [`validate`], naming `key` in the error (a per-listener key is named in full).
+fn validate_as(key: &str, def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid {
-        key: def.name.to_string(),
+        key: key.to_string(),
         value: value.to_string(),
         reason,
     };
@@ -134,12 +160,20 @@ pub struct Properties(BTreeMap<String, String>);
 
 impl Properties {
     /// Validates and sets one key (aliases are stored under the canonical name).
+    ///
+    /// A per-listener key (`listener.name.<listener>.<key>`) is stored under its full name.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let d = def(key).ok_or_else(|| ConfigError::Unknown {
-            key: key.to_string(),
-        })?;
-        validate(d, value)?;
-        self.0.insert(d.name.to_string(), value.trim().to_string());
+        let (d, name) = match (def(key), listener_def(key)) {
+            (Some(d), _) => (d, d.name),
+            (None, Some((_, d))) => (d, key),
+            (None, None) => {
+                return Err(ConfigError::Unknown {
+                    key: key.to_string(),
+                })
+            }
+        };
+        validate_as(name, d, value)?;
+        self.0.insert(name.to_string(), value.trim().to_string());
         Ok(())
     }
 
@@ -214,69 +248,6 @@ impl Properties {
     }
 }
 
-/// One listener, `NAME://host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listener {
-    /// Listener name (and, for now, security protocol): `PLAINTEXT`.
-    pub name: String,
-    /// Host as written (may be empty or 0.0.0.0 for all interfaces).
-    pub host: String,
-    /// Port.
-    pub port: u16,
-}
-
-impl Listener {
-    fn parse_list(
-        key: &str,
-        value: &str,
-        controller_names: &[&str],
-    ) -> Result<Vec<Listener>, ConfigError> {
-        let invalid = |reason: &str| ConfigError::Invalid {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: reason.to_string(),
-        };
-        let mut out = Vec::new();
-        for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (name, rest) = item
-                .split_once("://")
-                .ok_or_else(|| invalid("expected NAME://host:port"))?;
-            let (host, port) = rest
-                .rsplit_once(':')
-                .ok_or_else(|| invalid("expected NAME://host:port"))?;
-            let port: u16 = port.parse().map_err(|_| invalid("bad port"))?;
-            if name != "PLAINTEXT" && !controller_names.contains(&name) {
-                return Err(invalid(
-                    "only PLAINTEXT listeners are supported by this build",
-                ));
-            }
-            out.push(Listener {
-                name: name.to_string(),
-                host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
-                port,
-            });
-        }
-        if out.is_empty() {
-            return Err(invalid("at least one listener is required"));
-        }
-        Ok(out)
-    }
-
-    /// The address to bind.
-    pub fn bind_addr(&self) -> String {
-        let host = if self.host.is_empty() {
-            "0.0.0.0"
-        } else {
-            &self.host
-        };
-        if host.contains(':') {
-            format!("[{host}]:{}", self.port)
-        } else {
-            format!("{host}:{}", self.port)
-        }
-    }
-}
-
 /// The broker's static configuration, resolved from file, flags and environment.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -284,13 +255,17 @@ pub struct BrokerConfig {
     pub props: Properties,
     /// `node.id`.
     pub node_id: i32,
-    /// `listeners`.
+    /// `listeners`, less the controller listeners: where Kafka clients connect.
     pub listeners: Vec<Listener>,
     /// `advertised.listeners` (defaults to `listeners`, with a wildcard host made concrete).
     pub advertised: Vec<Listener>,
+    /// `inter.broker.listener.name`: the listener brokers will use to replicate (there is no
+    /// replication between brokers yet; the name is checked and kept).
+    pub inter_broker_listener: String,
     /// `log.dirs` (the first is used for metadata; each holds partition directories).
     pub log_dirs: Vec<PathBuf>,
-    /// `admin.listener`: the HTTP port for `/metrics`, `/livez`, `/readyz`.
+    /// Where the HTTP admin server (`/metrics`, `/livez`, `/readyz`) listens: `admin.listener`
+    /// if set, else `0.0.0.0:<admin.http.port>` if that is set, else `admin.listener`'s default.
     pub admin_listener: SocketAddr,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: usize,
@@ -353,6 +328,29 @@ impl ClusterConfig {
     }
 }
 
+/// The HTTP admin address. An explicit `admin.listener` (host:port) wins over `admin.http.port`
+/// (all interfaces), so a test or a pod can pin the address while the file keeps the port the
+/// operator rendered.
+fn admin_address(props: &Properties) -> Result<SocketAddr, ConfigError> {
+    if let (None, Some(port)) = (props.get("admin.listener"), props.get("admin.http.port")) {
+        let port: u16 = port.parse().map_err(|_| ConfigError::Invalid {
+            key: "admin.http.port".into(),
+            value: port.to_string(),
+            reason: "expected a port number".into(),
+        })?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    let admin = props
+        .get("admin.listener")
+        .or_else(|| def("admin.listener").and_then(|d| d.default))
+        .unwrap_or_default();
+    admin.parse().map_err(|_| ConfigError::Invalid {
+        key: "admin.listener".into(),
+        value: admin.to_string(),
+        reason: "expected host:port with an IP address, e.g. 127.0.0.1:9180".into(),
+    })
+}
+
 /// Parses `controller.quorum.voters`: `id@host:port` entries.
 fn parse_voters(value: &str) -> Result<Vec<(i32, String)>, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid {
@@ -396,17 +394,6 @@ impl BrokerConfig {
                 .unwrap_or_default()
         };
         let long = |key: &str| -> i64 { get(key).parse().unwrap_or(0) };
-        let controller_names_text = get("controller.listener.names");
-        let controller_names: Vec<&str> = controller_names_text
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        let all_listeners =
-            Listener::parse_list("listeners", &get("listeners"), &controller_names)?;
-        let (controller_listeners, listeners): (Vec<Listener>, Vec<Listener>) = all_listeners
-            .into_iter()
-            .partition(|l| controller_names.contains(&l.name.as_str()));
         let roles = get("process.roles");
         let roles: Vec<&str> = roles.split(',').map(str::trim).collect();
         for r in &roles {
@@ -418,6 +405,15 @@ impl BrokerConfig {
                 });
             }
         }
+        let listeners_text = get("listeners");
+        let resolved = listener::resolve(&ListenerSettings {
+            listeners: &listeners_text,
+            advertised: props.get("advertised.listeners"),
+            protocol_map: props.get("listener.security.protocol.map"),
+            controller_names: &get("controller.listener.names"),
+            inter_broker: &get("inter.broker.listener.name"),
+            broker_role: roles.contains(&"broker"),
+        })?;
         let node_id = long("node.id") as i32;
         let voters = parse_voters(&get("controller.quorum.voters"))?;
         let is_controller = roles.contains(&"controller");
@@ -437,7 +433,8 @@ impl BrokerConfig {
                 reason: "a broker-only node needs the voters of the quorum it joins".into(),
             });
         }
-        let controller_listener = controller_listeners
+        let controller_listener = resolved
+            .controller
             .first()
             .map(Listener::bind_addr)
             .or_else(|| {
@@ -449,36 +446,11 @@ impl BrokerConfig {
         if !voters.is_empty() && controller_listener.is_none() {
             return Err(ConfigError::Invalid {
                 key: "listeners".into(),
-                value: get("listeners"),
+                value: listeners_text,
                 reason: "a broker-only node needs a controller listener (e.g. CONTROLLER://host:port) for the metadata log to reach it".into(),
             });
         }
-        if listeners.is_empty() && roles.contains(&"broker") {
-            return Err(ConfigError::Invalid {
-                key: "listeners".into(),
-                value: get("listeners"),
-                reason: "a broker needs at least one PLAINTEXT listener".into(),
-            });
-        }
-        let advertised = match props.get("advertised.listeners") {
-            Some(v) => Listener::parse_list("advertised.listeners", v, &[])?,
-            None => listeners
-                .iter()
-                .map(|l| Listener {
-                    host: match l.host.as_str() {
-                        "" | "0.0.0.0" | "::" => "localhost".to_string(),
-                        h => h.to_string(),
-                    },
-                    ..l.clone()
-                })
-                .collect(),
-        };
-        let admin = get("admin.listener");
-        let admin_listener = admin.parse().map_err(|_| ConfigError::Invalid {
-            key: "admin.listener".into(),
-            value: admin.clone(),
-            reason: "expected host:port with an IP address, e.g. 127.0.0.1:9180".into(),
-        })?;
+        let admin_listener = admin_address(&props)?;
         let log_dirs = get("log.dirs")
             .split(',')
             .map(str::trim)
@@ -495,8 +467,9 @@ impl BrokerConfig {
         let ms = |key: &str| Duration::from_millis(long(key).max(0) as u64);
         Ok(BrokerConfig {
             node_id,
-            listeners,
-            advertised,
+            listeners: resolved.broker,
+            advertised: resolved.advertised,
+            inter_broker_listener: resolved.inter_broker,
             log_dirs,
             admin_listener,
             socket_request_max_bytes: long("socket.request.max.bytes") as usize,
@@ -671,6 +644,13 @@ pub fn render_reference() -> String {
             d,
             &fmt_default(d.default),
             if d.dynamic { "yes" } else { "no" },
+        ));
+    }
+    out.push_str("\n### Per-listener keys\n\nSet as `listener.name.<listener>.<key>`, the listener name in lower case (`listener.name.external.ssl.keystore.type=PEM`). They are accepted so that the configuration the Kubernetes operator renders parses; they only mean something for a TLS or SASL listener, and such a listener stops start-up because TLS and SASL are not implemented yet.\n\n| key | meaning |\n|---|---|\n");
+    for d in LISTENER_DEFS {
+        out.push_str(&format!(
+            "| `listener.name.<listener>.{}` | {} |\n",
+            d.name, d.doc
         ));
     }
     out.push_str("\n### Topic configuration\n\nEach topic key takes its default from the broker key named beside it.\n\n| key | broker default from | meaning |\n|---|---|---|\n");

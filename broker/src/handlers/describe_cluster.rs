@@ -15,7 +15,8 @@ use super::{text, Ctx, OPS_NOT_REQUESTED};
 const ENDPOINT_BROKERS: i8 = 1;
 
 /// Describes the cluster from the metadata image: its id, the controller clients see, and
-/// every registered broker (v2 reports fenced ones as such; earlier versions list the live).
+/// every registered broker (v2 reports fenced ones as such; earlier versions list the live), by
+/// its address on the listener the request came in on.
 pub fn handle(ctx: &Ctx<'_>, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let broker = ctx.broker;
     let image = broker.image();
@@ -37,7 +38,7 @@ pub fn handle(ctx: &Ctx<'_>, req: DescribeClusterRequest) -> DescribeClusterResp
         .values()
         .filter(|b| include_fenced || !b.fenced)
         .filter_map(|b| {
-            let e = b.endpoints.first()?;
+            let e = b.endpoint(ctx.listener)?;
             Some(
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(b.id))

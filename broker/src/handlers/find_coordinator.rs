@@ -74,12 +74,24 @@ fn find(ctx: &Ctx<'_>, key_type: i8, key: StrBytes) -> Coordinator {
                 .brokers
                 .get(&leader)
                 .filter(|b| !b.fenced)
-                .and_then(|b| b.endpoints.first());
-            let Some(e) = endpoint else {
-                return failed(
-                    ResponseError::CoordinatorNotAvailable,
-                    format!("partition {p} of __consumer_offsets has no live leader"),
-                );
+                .map(|b| b.endpoint(ctx.listener));
+            let e = match endpoint {
+                Some(Some(e)) => e,
+                Some(None) => {
+                    return failed(
+                        ResponseError::CoordinatorNotAvailable,
+                        format!(
+                            "the coordinator, broker {leader}, has no `{}` listener",
+                            ctx.listener
+                        ),
+                    )
+                }
+                None => {
+                    return failed(
+                        ResponseError::CoordinatorNotAvailable,
+                        format!("partition {p} of __consumer_offsets has no live leader"),
+                    )
+                }
             };
             // While __consumer_offsets loads on this broker, it is still the coordinator: the
             // group requests answer COORDINATOR_LOAD_IN_PROGRESS, as in Kafka.

@@ -74,12 +74,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
         }
     };
 
-    // Taken after any auto-creation, so the brokers listed include every leader named.
+    // Taken after any auto-creation, so the brokers listed include every leader named. Each is
+    // given by its address on the listener this request came in on (Kafka's rule: a client of
+    // the PLAIN listener must not be sent to REPLICATION addresses it may not reach).
     let image = broker.image();
     let brokers = image
         .live_brokers()
         .filter_map(|b| {
-            let e = b.endpoints.first()?;
+            let e = b.endpoint(ctx.listener)?;
             Some(
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(b.id))

@@ -54,6 +54,9 @@ pub struct Ctx<'a> {
     pub header: &'a RequestHeader,
     /// The client's address, if known (DescribeGroups reports it as the member's host).
     pub peer: Option<SocketAddr>,
+    /// The listener the request arrived on: brokers are described to the client by their
+    /// advertised address for this listener, as Kafka does.
+    pub listener: &'a str,
 }
 
 /// Kafka's "authorized operations not requested" sentinel.
@@ -64,7 +67,8 @@ pub fn text(s: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(s.into()))
 }
 
-/// Decodes, handles and encodes one request. `Ok(None)` means no response is sent (acks=0).
+/// Decodes, handles and encodes one request that arrived on `listener`. `Ok(None)` means no
+/// response is sent (acks=0).
 pub async fn dispatch(
     broker: &Arc<Broker>,
     key: ApiKey,
@@ -72,6 +76,7 @@ pub async fn dispatch(
     header: RequestHeader,
     mut body: Bytes,
     peer: Option<SocketAddr>,
+    listener: &str,
 ) -> Result<Option<Bytes>, FrameError> {
     let request =
         RequestKind::decode(key, &mut body, version).map_err(|source| FrameError::Malformed {
@@ -84,6 +89,7 @@ pub async fn dispatch(
         version,
         header: &header,
         peer,
+        listener,
     };
     let corr = header.correlation_id;
     let encoded = match request {

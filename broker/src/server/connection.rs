@@ -38,11 +38,13 @@ const WRITE_BEHIND: usize = 8;
 /// Largest single growth of a request buffer while its frame arrives.
 const READ_CHUNK: usize = 1 << 20;
 
-/// Serves a connection until the client closes it, it misbehaves, it idles out, or shutdown.
+/// Serves a connection accepted on the listener called `listener` until the client closes it,
+/// it misbehaves, it idles out, or shutdown.
 pub async fn serve(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<str>,
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -62,7 +64,7 @@ pub async fn serve(
 
     while let Some(frame) = req_rx.recv().await {
         // A panic in a handler is a bug, but it must cost this connection only, not the broker.
-        let handled = AssertUnwindSafe(handle_frame(&broker, frame, peer))
+        let handled = AssertUnwindSafe(handle_frame(&broker, frame, peer, &listener))
             .catch_unwind()
             .await;
         let Ok(handled) = handled else {
@@ -181,6 +183,7 @@ async fn handle_frame(
     broker: &Arc<Broker>,
     mut frame: Bytes,
     peer: SocketAddr,
+    listener: &str,
 ) -> Result<Option<Bytes>, FrameError> {
     let p = protocol::prelude(&frame)?;
     let key = ApiKey::try_from(p.api_key).map_err(|()| FrameError::UnknownApiKey(p.api_key))?;
@@ -207,7 +210,16 @@ async fn handle_frame(
     let started = Instant::now();
     let header = protocol::decode_header(key, p.api_version, &mut frame)?;
     let name = api_name(key);
-    let result = handlers::dispatch(broker, key, p.api_version, header, frame, Some(peer)).await;
+    let result = handlers::dispatch(
+        broker,
+        key,
+        p.api_version,
+        header,
+        frame,
+        Some(peer),
+        listener,
+    )
+    .await;
     broker.metrics.requests.with_label_values(&[name]).inc();
     broker
         .metrics

@@ -37,13 +37,13 @@ pub async fn run(broker: Arc<Broker>) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("failed to bind listener {}://{addr}", l.name))?;
         tracing::info!(listener = %l.name, address = %addr, "accepting Kafka clients");
-        listeners.push(listener);
+        listeners.push((Arc::<str>::from(l.name.as_str()), listener));
     }
     let admin = TcpListener::bind(broker.config.admin_listener)
         .await
         .with_context(|| {
             format!(
-                "failed to bind admin.listener {}",
+                "failed to bind the HTTP admin server to {} (admin.listener, else admin.http.port)",
                 broker.config.admin_listener
             )
         })?;
@@ -58,8 +58,8 @@ pub async fn run(broker: Arc<Broker>) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     ));
     let mut accept_loops = JoinSet::new();
-    for listener in listeners {
-        accept_loops.spawn(accept(broker.clone(), listener, shutdown_rx.clone()));
+    for (name, listener) in listeners {
+        accept_loops.spawn(accept(broker.clone(), name, listener, shutdown_rx.clone()));
     }
     broker.set_ready(true);
 
@@ -81,13 +81,20 @@ pub async fn run(broker: Arc<Broker>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn accept(broker: Arc<Broker>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+/// Accepts connections on the listener called `name` (which its clients' requests carry, so
+/// Metadata can answer with that listener's addresses) until shutdown, then drains them.
+async fn accept(
+    broker: Arc<Broker>,
+    name: Arc<str>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    conns.spawn(connection::serve(broker.clone(), stream, peer, shutdown.clone()));
+                    conns.spawn(connection::serve(broker.clone(), stream, peer, name.clone(), shutdown.clone()));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.

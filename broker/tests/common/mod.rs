@@ -21,7 +21,7 @@ use std::{
     io::{self, Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     time::{Duration, Instant},
 };
 
@@ -104,6 +104,11 @@ pub struct Broker {
     args: Vec<String>,
     /// Environment variables for the broker (e.g. `MILLRACE_*` settings).
     env: Vec<(String, String)>,
+    /// Whether the harness passes its own `listeners`, `admin.listener` and `log.dirs`
+    /// (false: the test's configuration file gives them; see [`Broker::bare`]).
+    own_settings: bool,
+    /// Where the admin server is when it is not on `host:admin_port` (see [`Broker::set_admin_addr`]).
+    admin_override: Option<SocketAddr>,
     /// A command the binary runs under (e.g. `ip netns exec NS`), which must exec it, so the
     /// PID the harness signals is the broker's.
     wrapper: Vec<String>,
@@ -168,6 +173,8 @@ impl Broker {
                 .collect(),
             args: Vec::new(),
             env: Vec::new(),
+            own_settings: true,
+            admin_override: None,
             wrapper: Vec::new(),
             binary,
         }
@@ -181,6 +188,32 @@ impl Broker {
         broker.kafka_port = kafka_port;
         broker.admin_port = admin_port;
         broker
+    }
+
+    /// Leaves out the harness's own settings (`listeners`, `admin.listener`, `log.dirs`): the
+    /// broker runs from exactly what the test gives it (a `--config` file in [`Broker::dir`],
+    /// its own overrides). `host`, the Kafka port and the admin port must still say where the
+    /// broker can be reached.
+    pub fn bare(mut self) -> Broker {
+        self.own_settings = false;
+        self
+    }
+
+    /// Sets the command-line arguments after `serve` (e.g. `--config FILE`), for the next start.
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// Says where the admin server listens, when the test's configuration moves it off
+    /// `host:admin_port` (from the next [`Broker::wait_ready`] on).
+    pub fn set_admin_addr(&mut self, addr: SocketAddr) {
+        self.admin_override = Some(addr);
+    }
+
+    /// The broker's temporary directory (it holds `data/` and `broker.log`; a test may put its
+    /// configuration file there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Runs the broker inside network namespace `ns` (`ip netns exec`), for network faults.
@@ -206,7 +239,9 @@ impl Broker {
     }
 
     fn admin_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.host.parse().expect("IP host"), self.admin_port)
+        self.admin_override.unwrap_or_else(|| {
+            SocketAddr::new(self.host.parse().expect("IP host"), self.admin_port)
+        })
     }
 
     /// Base URL of the HTTP admin listener (`/livez`, `/readyz`, `/metrics`).
@@ -308,19 +343,21 @@ impl Broker {
             None => Command::new(&self.binary),
         };
         cmd.arg("serve").args(&self.args);
-        let own = [
-            (
-                "listeners".to_string(),
-                format!("PLAINTEXT://{}:{}", self.host, self.kafka_port),
-            ),
-            ("admin.listener".to_string(), self.admin_addr().to_string()),
-            (
-                "log.dirs".to_string(),
-                self.data_dir().to_str().expect("utf-8 path").to_string(),
-            ),
-        ];
+        let own = self.own_settings.then(|| {
+            [
+                (
+                    "listeners".to_string(),
+                    format!("PLAINTEXT://{}:{}", self.host, self.kafka_port),
+                ),
+                ("admin.listener".to_string(), self.admin_addr().to_string()),
+                (
+                    "log.dirs".to_string(),
+                    self.data_dir().to_str().expect("utf-8 path").to_string(),
+                ),
+            ]
+        });
         // The test's overrides come last so that a test can replace the harness's settings.
-        for (key, value) in own.iter().chain(self.overrides.iter()) {
+        for (key, value) in own.iter().flatten().chain(self.overrides.iter()) {
             cmd.arg("--override").arg(format!("{key}={value}"));
         }
         // The broker also reads MILLRACE_* variables: keep the developer's environment out of it.
@@ -376,6 +413,40 @@ impl Drop for Broker {
             );
         }
     }
+}
+
+/// Runs `millrace` with `args` in `dir` and expects it to exit by itself (a refused
+/// configuration, a tool); returns its output. Panics, after killing it, if it is still running
+/// after [`READY_TIMEOUT`]. `MILLRACE_*` variables of the developer's environment are left out;
+/// `env` is added.
+pub fn run_to_exit(args: &[String], dir: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_millrace"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MILLRACE_") {
+            cmd.env_remove(key);
+        }
+    }
+    let mut child = cmd
+        .envs(env.iter().copied())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn millrace");
+    let exited = wait_until(READY_TIMEOUT, || {
+        child.try_wait().expect("try_wait").is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        let output = child.wait_with_output().expect("output");
+        panic!(
+            "millrace {args:?} kept running; it should have exited by itself.\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    child.wait_with_output().expect("output")
 }
 
 /// The last `lines` lines of `text`.

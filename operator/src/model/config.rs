@@ -240,12 +240,13 @@ fn node_properties(
             }
         }
     }
-    if controller {
-        listeners.push(format!(
-            "{CONTROLLER_LISTENER}://0.0.0.0:{}",
-            ports::CONTROLLER
-        ));
-    }
+    // Every node listens on the controller port: voters for the quorum, broker-only nodes
+    // because a Millrace broker-only node is a Raft learner the active controller pushes the
+    // metadata log to (KRaft brokers fetch it instead).
+    listeners.push(format!(
+        "{CONTROLLER_LISTENER}://0.0.0.0:{}",
+        ports::CONTROLLER
+    ));
     BTreeMap::from([
         ("node.id".to_string(), id.to_string()),
         (
