@@ -224,6 +224,42 @@ impl ClusterAdmin {
     }
 }
 
+/// What the cluster itself says about its brokers and partitions, for the Cluster's status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KafkaView {
+    /// The cluster id.
+    pub cluster_id: Option<String>,
+    /// Each registered (unfenced) broker's rack, by node id.
+    pub racks: BTreeMap<i32, Option<String>>,
+    /// Partitions whose in-sync replicas are fewer than their replicas, internal topics
+    /// included.
+    pub under_replicated_partitions: i32,
+}
+
+impl ClusterAdmin {
+    /// The cluster as it reports itself: DescribeCluster and one Metadata request for every
+    /// topic.
+    pub async fn view(&self) -> Result<KafkaView, KafkaError> {
+        let admin = connect(&self.bootstrap, &self.connection).await?;
+        let described = admin.describe_cluster().await.map_err(Arc::new)?;
+        let topics = admin.list_topics(true).await.map_err(Arc::new)?;
+        let under = topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.isr.len() < p.replicas.len())
+            .count();
+        Ok(KafkaView {
+            cluster_id: described.cluster_id,
+            racks: described
+                .brokers
+                .into_iter()
+                .map(|b| (b.id, b.rack))
+                .collect(),
+            under_replicated_partitions: i32::try_from(under).unwrap_or(i32::MAX),
+        })
+    }
+}
+
 impl TopicAdmin for ClusterAdmin {
     type Error = KafkaError;
 

@@ -156,12 +156,10 @@ async fn run(args: RunArgs, defaults: Defaults) -> Result<()> {
         controller: "millrace-operator".into(),
         instance: Some(identity),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        defaults,
-        reporter.clone(),
-        metrics.clone(),
-    ));
+    let admins = KafkaAdmins::default();
+    let mut ctx = Context::new(client.clone(), defaults, reporter.clone(), metrics.clone());
+    ctx.kafka = Some(admins.clone());
+    let ctx = Arc::new(ctx);
     let namespaces: Vec<Option<String>> = if args.namespaces.iter().all(String::is_empty) {
         vec![None]
     } else {
@@ -173,7 +171,6 @@ async fn run(args: RunArgs, defaults: Defaults) -> Result<()> {
             .collect()
     };
     info!(namespaces = ?namespaces, "starting controllers");
-    let admins = KafkaAdmins::default();
     let resync = Duration::from_secs(args.topic_resync_seconds.max(1));
     let controllers = join_all(namespaces.into_iter().flat_map(|ns| {
         let clusters = reconcile::run_cluster_controller(

@@ -3,7 +3,8 @@
 //! - `helm install` of the chart (CRDs, RBAC, the operator Deployment); the operator runs as the
 //!   Deployment's pod, i.e. the real `millrace-operator` binary with the chart's env and a token
 //!   of the chart's ServiceAccount, so the chart's RBAC is what it has;
-//! - a 3-broker rack-aware `Cluster` becomes Ready: its pods run the real `millrace` binary,
+//! - a 4-broker rack-aware `Cluster` (3 controllers, 1 broker-only node) becomes Ready: its pods
+//!   run the real `millrace` binary,
 //!   first `kube-init` (which reads the node's zone with the broker ServiceAccount the operator
 //!   bound), then the broker with the properties the operator rendered;
 //! - `Topic`s create, grow, reconfigure, get their drift undone, refuse a decrease, conflict,
@@ -162,10 +163,10 @@ async fn operator_brokers_and_topics_on_a_v1_20_control_plane() -> Result<()> {
         )
         .await?;
 
-    // The pod network: brokers at 127.0.77.1-3 (the bootstrap Service resolves to broker 0),
+    // The pod network: brokers at 127.0.77.1-4 (the bootstrap Service resolves to broker 0),
     // the operator at 127.0.77.10.
     let mut addresses = BTreeMap::new();
-    for i in 0..3 {
+    for i in 0..4 {
         let mut names = vec![format!("demo-broker-{i}.demo-brokers.{NS}.svc")];
         if i == 0 {
             names.push(format!("demo-bootstrap.{NS}.svc"));
@@ -233,12 +234,12 @@ async fn operator_brokers_and_topics_on_a_v1_20_control_plane() -> Result<()> {
     })
     .await?;
 
-    // A 3-broker, rack-aware Cluster.
+    // A 4-broker, rack-aware Cluster: 3 controllers and a broker-only node.
     let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
     let cluster: Cluster = serde_json::from_value(json!({
         "apiVersion": "millrace.io/v1alpha1", "kind": "Cluster",
         "metadata": {"name": "demo", "namespace": NS},
-        "spec": {"replicas": 3, "controllers": 3, "storage": {"size": "1Gi", "deleteClaim": true},
+        "spec": {"replicas": 4, "controllers": 3, "storage": {"size": "1Gi", "deleteClaim": true},
                  "rack": {}}
     }))?;
     clusters.create(&PostParams::default(), &cluster).await?;
@@ -261,13 +262,25 @@ async fn operator_brokers_and_topics_on_a_v1_20_control_plane() -> Result<()> {
         started.elapsed()
     );
     let status = c.status.as_ref().context("status")?;
-    assert_eq!(status.brokers.len(), 3);
+    assert_eq!(status.brokers.len(), 4);
     assert!(
         status.brokers.iter().all(|b| b.ready),
         "{:?}",
         status.brokers
     );
     assert_eq!(status.observed_generation, c.metadata.generation);
+    // v1.20 has no policy/v1: the budget went in as v1beta1, which the status says.
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .context("Degraded")?;
+    assert_eq!(degraded.status, "False");
+    assert!(
+        degraded.message.contains("policy/v1beta1"),
+        "{}",
+        degraded.message
+    );
 
     // Every broker registered with its node's zone, read by kube-init from the API server.
     let described = kafka.run(&["cluster", BOOTSTRAP]).await?;
@@ -286,15 +299,48 @@ async fn operator_brokers_and_topics_on_a_v1_20_control_plane() -> Result<()> {
         .collect();
     assert_eq!(
         brokers,
-        (0..3)
+        (0..4)
             .map(|i| (
                 i,
                 format!("demo-broker-{i}.demo-brokers.{NS}.svc"),
                 9092,
-                format!("zone-{}", ["a", "b", "c"][i as usize])
+                format!("zone-{}", ["a", "b", "c"][i as usize % 3])
             ))
             .collect::<Vec<_>>()
     );
+
+    // The status tells what the cluster itself says: its id and where each broker registered.
+    let c = eventually(
+        "the Cluster status to show the Kafka cluster id and racks",
+        || {
+            let clusters = clusters.clone();
+            async move {
+                let c = clusters.get("demo").await?;
+                let s = c.status.as_ref();
+                Ok((s.is_some_and(|s| s.cluster_id.is_some())
+                    && s.is_some_and(|s| s.brokers.iter().all(|b| b.rack.is_some())))
+                .then_some(c))
+            }
+        },
+    )
+    .await?;
+    let status = c.status.as_ref().context("status")?;
+    assert_eq!(
+        status.cluster_id.as_deref(),
+        described["clusterId"].as_str(),
+        "the cluster id Kafka clients see"
+    );
+    let racks: Vec<Option<&str>> = status.brokers.iter().map(|b| b.rack.as_deref()).collect();
+    assert_eq!(
+        racks,
+        [
+            Some("zone-a"),
+            Some("zone-b"),
+            Some("zone-c"),
+            Some("zone-a")
+        ]
+    );
+    assert_eq!(status.under_replicated_partitions, Some(0));
 
     // A Topic is created as specified.
     let topics: Api<Topic> = Api::namespaced(client.clone(), NS);
@@ -464,7 +510,7 @@ async fn operator_brokers_and_topics_on_a_v1_20_control_plane() -> Result<()> {
             .map(|(_, pid)| *pid)
             .collect()
     };
-    assert_eq!(broker_pids.len(), 3);
+    assert_eq!(broker_pids.len(), 4);
     clusters.delete("demo", &DeleteParams::default()).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     eventually_within(

@@ -1,7 +1,8 @@
 """The independent Kafka client of the operator's end-to-end test (confluent-kafka, i.e.
 librdkafka). Prints one JSON value per call.
 
-  kafka_check.py cluster BOOTSTRAP             -> {"brokers": [{"id", "host", "port", "rack"}]}
+  kafka_check.py cluster BOOTSTRAP             -> {"clusterId", "brokers": [{"id", "host", "port",
+                                                  "rack"}]}
   kafka_check.py describe BOOTSTRAP TOPIC      -> null, or {"partitions": [[replica ids]...],
                                                   "config": {the topic's own configs}}
   kafka_check.py set BOOTSTRAP TOPIC KEY VALUE -> "ok" (an incremental SET, as another tool would)
@@ -30,7 +31,7 @@ def main():
             ({"id": n.id, "host": n.host, "port": n.port, "rack": n.rack} for n in d.nodes),
             key=lambda b: b["id"],
         )
-        print(json.dumps({"brokers": brokers}))
+        print(json.dumps({"clusterId": d.cluster_id, "brokers": brokers}))
     elif cmd == "describe":
         topic = sys.argv[3]
         md = admin.list_topics(timeout=TIMEOUT)

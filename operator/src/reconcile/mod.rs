@@ -27,7 +27,8 @@ pub mod topic;
 
 use crate::{
     http::Metrics,
-    model::{labels, ClusterModel, Defaults, Names},
+    kafka::{AdminSource, KafkaAdmins, KafkaView},
+    model::{bootstrap_servers_for, labels, ClusterModel, Defaults, Names},
 };
 use futures::StreamExt;
 use k8s_openapi::{
@@ -57,6 +58,8 @@ use tracing::{info, warn};
 pub const FIELD_MANAGER: &str = "millrace-operator";
 /// The finalizer on every Cluster.
 pub const FINALIZER: &str = "millrace.io/cleanup";
+/// How long a pass waits for the cluster to describe itself over Kafka.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a healthy cluster is looked at again without a watch event.
 const RESYNC: Duration = Duration::from_secs(300);
 
@@ -120,6 +123,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The clock, replaceable so tests see fixed timestamps.
     pub now: fn() -> Timestamp,
+    /// The Kafka side, for the status fields only the cluster knows (cluster id, the brokers'
+    /// registered racks, under-replicated partitions); `None` leaves them out.
+    pub kafka: Option<KafkaAdmins>,
 }
 
 impl std::fmt::Debug for Context {
@@ -144,6 +150,7 @@ impl Context {
             defaults,
             metrics,
             now: Timestamp::now,
+            kafka: None,
         }
     }
 }
@@ -248,17 +255,17 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
     steps::cluster_role_binding(client, &model).await?;
     steps::config_map(client, &model).await?;
     steps::services(client, &model).await?;
-    steps::pod_disruption_budget(client, &model).await?;
+    let pdb = steps::pod_disruption_budget(client, &model).await?;
     let sts = steps::stateful_set(client, &model).await?;
 
-    let status = status::applied(
-        cluster.status.as_ref(),
-        generation,
-        &model,
-        &sts,
-        &pods,
-        now,
-    );
+    let kafka = kafka_view(cluster, ctx, &pods).await;
+    let seen = status::Seen {
+        sts: &sts,
+        pods: &pods,
+        kafka: kafka.as_ref(),
+        pdb,
+    };
+    let status = status::applied(cluster.status.as_ref(), generation, &model, &seen, now);
     let ready = status::condition(&status.conditions, READY).is_some_and(|c| c.status == "True");
     write_status(cluster, ctx, status).await?;
     info!(cluster = %name, ready, "reconciled");
@@ -269,6 +276,27 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
         // this only bounds the wait if an event is missed.
         Action::requeue(Duration::from_secs(60))
     })
+}
+
+/// The cluster's own view of itself, once a broker is ready; `None` (and a log line) when it
+/// cannot be had within [`KAFKA_TIMEOUT`]: the status then keeps what it said before.
+async fn kafka_view(cluster: &Cluster, ctx: &Context, pods: &[Pod]) -> Option<KafkaView> {
+    let admins = ctx.kafka.as_ref()?;
+    if !pods.iter().any(status::pod_ready) {
+        return None;
+    }
+    let bootstrap = bootstrap_servers_for(cluster, None).ok()?;
+    match tokio::time::timeout(KAFKA_TIMEOUT, admins.admin(&bootstrap).view()).await {
+        Ok(Ok(view)) => Some(view),
+        Ok(Err(e)) => {
+            warn!(cluster = %cluster.name_any(), error = %error_chain(&e), "could not describe the cluster over Kafka");
+            None
+        }
+        Err(_) => {
+            warn!(cluster = %cluster.name_any(), "describing the cluster over Kafka timed out");
+            None
+        }
+    }
 }
 
 /// Write `status` if it differs from the current one, and publish an Event when `Ready`

@@ -4,7 +4,7 @@
 //! does, every condition carries the generation it describes, and a computed status equal to the
 //! current one is not written (so an unchanged cluster costs no status write and no Event).
 
-use crate::model::ClusterModel;
+use crate::{kafka::KafkaView, model::ClusterModel};
 use k8s_openapi::{
     api::{apps::v1::StatefulSet, core::v1::Pod},
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
@@ -119,10 +119,15 @@ pub fn applied(
     current: Option<&ClusterStatus>,
     generation: Option<i64>,
     model: &ClusterModel,
-    sts: &StatefulSet,
-    pods: &[Pod],
+    seen: &Seen<'_>,
     now: Timestamp,
 ) -> ClusterStatus {
+    let Seen {
+        sts,
+        pods,
+        kafka,
+        pdb,
+    } = *seen;
     let mut s = current.cloned().unwrap_or_default();
     s.observed_generation = generation;
     let want = sts.spec.replicas.unwrap_or_default();
@@ -149,9 +154,12 @@ pub fn applied(
             BrokerStatus {
                 id,
                 pod: pod_name,
-                // The rack and version a broker reports come over the Kafka protocol (a later
-                // step); until then keep what an earlier status said.
-                rack: previous.and_then(|b| b.rack.clone()),
+                // The rack the broker registered with, as the cluster reports it; while the
+                // cluster cannot be asked (or the broker is not registered), what an earlier
+                // status said.
+                rack: kafka
+                    .and_then(|k| k.racks.get(&id).cloned())
+                    .unwrap_or_else(|| previous.and_then(|b| b.rack.clone())),
                 version: previous
                     .and_then(|b| b.version.clone())
                     .or_else(|| pod.map(|_| model.version().to_string())),
@@ -159,6 +167,11 @@ pub fn applied(
             }
         })
         .collect();
+
+    if let Some(k) = kafka {
+        s.cluster_id = k.cluster_id.clone().or(s.cluster_id);
+        s.under_replicated_partitions = Some(k.under_replicated_partitions);
+    }
 
     s.listeners = model
         .bootstrap_servers()
@@ -214,16 +227,53 @@ pub fn applied(
         generation,
         now,
     );
+    let (degraded, reason, message) = match pdb {
+        PdbApi::V1 => (false, "AsExpected", "the spec is valid".to_string()),
+        PdbApi::V1beta1 => (
+            false,
+            "AsExpected",
+            "the spec is valid; the PodDisruptionBudget is policy/v1beta1, as this Kubernetes has no policy/v1".to_string(),
+        ),
+        PdbApi::Unavailable => (
+            true,
+            "PodDisruptionBudgetUnavailable",
+            "this Kubernetes serves neither policy/v1 nor policy/v1beta1 PodDisruptionBudgets: voluntary evictions can take down several brokers at once".to_string(),
+        ),
+    };
     set_condition(
         &mut s.conditions,
         DEGRADED,
-        false,
-        "AsExpected",
-        "the spec is valid".into(),
+        degraded,
+        reason,
+        message,
         generation,
         now,
     );
     s
+}
+
+/// Which PodDisruptionBudget API the API server took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PdbApi {
+    /// `policy/v1` (Kubernetes 1.21 and newer).
+    V1,
+    /// `policy/v1beta1` (older servers).
+    V1beta1,
+    /// Neither: the cluster runs without a disruption budget, which the status says.
+    Unavailable,
+}
+
+/// What a pass observed, for [`applied`].
+#[derive(Clone, Copy, Debug)]
+pub struct Seen<'a> {
+    /// The StatefulSet as the apply returned it.
+    pub sts: &'a StatefulSet,
+    /// The broker pods.
+    pub pods: &'a [Pod],
+    /// The cluster's own view over Kafka, if it could be had.
+    pub kafka: Option<&'a KafkaView>,
+    /// Which PodDisruptionBudget API took the budget.
+    pub pdb: PdbApi,
 }
 
 fn model_listener_type(
@@ -233,7 +283,8 @@ fn model_listener_type(
     model.listener(name).map(|l| l.type_)
 }
 
-fn pod_ready(p: &Pod) -> bool {
+/// Whether the pod's `Ready` condition is true.
+pub(crate) fn pod_ready(p: &Pod) -> bool {
     p.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -243,6 +294,11 @@ fn pod_ready(p: &Pod) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        fixtures::minimal_cluster,
+        model::{Defaults, Observed},
+    };
+    use std::collections::BTreeMap;
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(secs).expect("valid timestamp")
@@ -285,6 +341,72 @@ mod tests {
         );
         assert_eq!(
             condition(&s.conditions, DEGRADED).map(|c| c.status.as_str()),
+            Some("True")
+        );
+    }
+
+    fn one_ready_broker() -> (ClusterModel, StatefulSet, Vec<Pod>) {
+        let c = minimal_cluster("kf");
+        let model =
+            ClusterModel::from_crd(&c, &Defaults::default(), &Observed::default()).expect("valid");
+        let sts: StatefulSet = serde_json::from_value(serde_json::json!({
+            "spec": {"replicas": 1, "selector": {}, "serviceName": "kf-brokers", "template": {}},
+            "status": {"replicas": 1, "readyReplicas": 1},
+        }))
+        .expect("a StatefulSet");
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kf-broker-0"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .expect("a Pod");
+        (model, sts, vec![pod])
+    }
+
+    #[test]
+    fn the_kafka_view_fills_cluster_id_racks_and_under_replicated_partitions() {
+        let (model, sts, pods) = one_ready_broker();
+        let now = at(1_800_000_000);
+        let view = KafkaView {
+            cluster_id: Some("q1Sh-9_ISia_zwGINzRvyQ".into()),
+            racks: BTreeMap::from([(0, Some("zone-a".into()))]),
+            under_replicated_partitions: 2,
+        };
+        let seen = |kafka| Seen {
+            sts: &sts,
+            pods: &pods,
+            kafka,
+            pdb: PdbApi::V1beta1,
+        };
+        let s = applied(None, Some(1), &model, &seen(Some(&view)), now);
+        assert_eq!(s.cluster_id.as_deref(), Some("q1Sh-9_ISia_zwGINzRvyQ"));
+        assert_eq!(s.brokers[0].rack.as_deref(), Some("zone-a"));
+        assert!(s.brokers[0].ready);
+        assert_eq!(s.under_replicated_partitions, Some(2));
+
+        // The cluster cannot be asked on the next pass: what it said stays.
+        let again = applied(Some(&s), Some(1), &model, &seen(None), now);
+        assert_eq!(again, s);
+        let degraded = condition(&s.conditions, DEGRADED).expect("Degraded");
+        assert_eq!(degraded.status, "False");
+        assert!(
+            degraded.message.contains("policy/v1beta1"),
+            "{}",
+            degraded.message
+        );
+
+        // No budget API at all is reported, and does not make the cluster unready.
+        let none = Seen {
+            pdb: PdbApi::Unavailable,
+            ..seen(None)
+        };
+        let s = applied(Some(&s), Some(1), &model, &none, now);
+        let degraded = condition(&s.conditions, DEGRADED).expect("Degraded");
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "PodDisruptionBudgetUnavailable")
+        );
+        assert_eq!(
+            condition(&s.conditions, READY).map(|c| c.status.as_str()),
             Some("True")
         );
     }

@@ -1,6 +1,6 @@
 //! One function per reconcile step; each applies the model's objects with server-side apply.
 
-use super::{Error, FIELD_MANAGER};
+use super::{status::PdbApi, Error, FIELD_MANAGER};
 use crate::model::{ClusterModel, Names, Observed};
 use k8s_openapi::{
     api::{
@@ -94,45 +94,51 @@ pub(super) async fn services(client: &Client, m: &ClusterModel) -> Result<Vec<Se
     Ok(out)
 }
 
-pub(super) async fn pod_disruption_budget(client: &Client, m: &ClusterModel) -> Result<(), Error> {
+/// Apply the PodDisruptionBudget as `policy/v1`, or as `policy/v1beta1` on a server that has
+/// only that (before Kubernetes 1.21; the fields are the same). A server with neither does not
+/// stop the reconcile: the status reports it.
+pub(super) async fn pod_disruption_budget(
+    client: &Client,
+    m: &ClusterModel,
+) -> Result<PdbApi, Error> {
     let pdb = m.desired_pod_disruption_budget();
+    let missing =
+        |e: &Error| matches!(e, Error::Apply { source: kube::Error::Api(s), .. } if s.code == 404);
     match apply_namespaced(client, m.namespace(), &pdb).await {
-        Ok(_) => Ok(()),
-        // policy/v1 is served from Kubernetes 1.21. The chart asks for 1.28, but the project's
-        // own test control plane is v1.20, which has only policy/v1beta1; its
-        // PodDisruptionBudget takes the same fields.
-        Err(Error::Apply {
-            source: kube::Error::Api(s),
-            ..
-        }) if s.code == 404 => {
-            let ar = ApiResource {
-                group: "policy".into(),
-                version: "v1beta1".into(),
-                api_version: "policy/v1beta1".into(),
-                kind: "PodDisruptionBudget".into(),
-                plural: "poddisruptionbudgets".into(),
-            };
-            let name = pdb.metadata.name.clone().unwrap_or_default();
-            let mut obj = serde_json::to_value(&pdb).map_err(|e| Error::Apply {
-                kind: "PodDisruptionBudget",
-                name: name.clone(),
-                source: kube::Error::SerdeError(e),
-            })?;
-            obj["apiVersion"] = "policy/v1beta1".into();
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), m.namespace(), &ar);
-            api.patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|source| Error::Apply {
-                kind: "PodDisruptionBudget",
-                name,
-                source,
-            })
-        }
+        Ok(_) => return Ok(PdbApi::V1),
+        Err(e) if missing(&e) => {}
+        Err(e) => return Err(e),
+    }
+    let ar = ApiResource {
+        group: "policy".into(),
+        version: "v1beta1".into(),
+        api_version: "policy/v1beta1".into(),
+        kind: "PodDisruptionBudget".into(),
+        plural: "poddisruptionbudgets".into(),
+    };
+    let name = pdb.metadata.name.clone().unwrap_or_default();
+    let mut obj = serde_json::to_value(&pdb).map_err(|e| Error::Apply {
+        kind: "PodDisruptionBudget",
+        name: name.clone(),
+        source: kube::Error::SerdeError(e),
+    })?;
+    obj["apiVersion"] = "policy/v1beta1".into();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), m.namespace(), &ar);
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: "PodDisruptionBudget",
+            name,
+            source,
+        });
+    match applied {
+        Ok(_) => Ok(PdbApi::V1beta1),
+        Err(e) if missing(&e) => Ok(PdbApi::Unavailable),
         Err(e) => Err(e),
     }
 }
