@@ -451,3 +451,39 @@ async fn deletion_policy_retain_keeps_the_topic() {
     assert!(kafka.deleted().is_empty());
     assert!(kafka.get("orders").is_some());
 }
+
+#[tokio::test]
+async fn an_unknown_config_key_is_refused_and_the_rest_still_happens() {
+    let kafka: Arc<FakeKafka> = Arc::default();
+    let t = topic(
+        "orders",
+        json!({"cluster": "kf", "partitions": 3, "replicas": 1,
+               "config": {"retention.msec": 1, "retention.ms": 60000}}),
+    );
+    let mut s = scenario(kafka.clone(), &[]);
+    let task = tokio::spawn(reconcile_topic(Arc::new(t.clone()), s.ctx.clone()));
+    s.expect_cluster().await;
+    let status = s.expect_status(&t).await;
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("False"), &json!("UnknownConfig"))
+    );
+    assert_eq!(
+        ready["message"],
+        "unknown or operator-managed topic config keys: retention.msec"
+    );
+    assert_eq!(status["observedConfig"], json!({"retention.ms": "60000"}));
+    s.expect_event("UnknownConfig", "Warning").await;
+    s.finish(task).await;
+    assert_eq!(
+        kafka.executed(),
+        [TopicAction::Create {
+            name: "orders".into(),
+            partitions: 3,
+            replicas: 1,
+            config: [("retention.ms".to_string(), "60000".to_string())].into(),
+        }],
+        "the topic is created without the refused key"
+    );
+}
