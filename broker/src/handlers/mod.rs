@@ -40,7 +40,7 @@ pub use api_versions::unsupported_version_response;
 
 use crate::{
     broker::Broker,
-    protocol::{encode_response, FrameError},
+    protocol::{encode_fetch_response, encode_response, FrameError, Response},
 };
 
 /// What a handler may need besides its request.
@@ -77,7 +77,7 @@ pub async fn dispatch(
     mut body: Bytes,
     peer: Option<SocketAddr>,
     listener: &str,
-) -> Result<Option<Bytes>, FrameError> {
+) -> Result<Option<Response>, FrameError> {
     let request =
         RequestKind::decode(key, &mut body, version).map_err(|source| FrameError::Malformed {
             key,
@@ -101,7 +101,16 @@ pub async fn dispatch(
             }
             encode_response(key, version, corr, &resp)
         }
-        RequestKind::Fetch(r) => encode_response(key, version, corr, &fetch::handle(&ctx, r).await),
+        RequestKind::Fetch(r) => {
+            let resp = fetch::handle(&ctx, r).await;
+            return encode_fetch_response(version, corr, resp)
+                .map(Some)
+                .map_err(|source| FrameError::Encode {
+                    key,
+                    version,
+                    source,
+                });
+        }
         RequestKind::ListOffsets(r) => {
             encode_response(key, version, corr, &list_offsets::handle(&ctx, r))
         }
@@ -179,9 +188,11 @@ pub async fn dispatch(
         }
         _ => return Err(FrameError::Unimplemented(key)),
     };
-    encoded.map(Some).map_err(|source| FrameError::Encode {
-        key,
-        version,
-        source,
-    })
+    encoded
+        .map(|b| Some(b.into()))
+        .map_err(|source| FrameError::Encode {
+            key,
+            version,
+            source,
+        })
 }

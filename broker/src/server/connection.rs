@@ -28,7 +28,7 @@ use tokio::{
 use crate::{
     broker::Broker,
     handlers,
-    protocol::{self, FrameError},
+    protocol::{self, FrameError, Response},
 };
 
 /// Requests read ahead of the one being handled.
@@ -51,7 +51,7 @@ pub async fn serve(
     broker.metrics.connections.inc();
     let (rd, wr) = stream.into_split();
     let (req_tx, mut req_rx) = mpsc::channel::<Bytes>(READ_AHEAD);
-    let (resp_tx, resp_rx) = mpsc::channel::<Bytes>(WRITE_BEHIND);
+    let (resp_tx, resp_rx) = mpsc::channel::<Response>(WRITE_BEHIND);
 
     let reader = tokio::spawn(read_frames(
         broker.clone(),
@@ -169,10 +169,12 @@ async fn read_frames(
     }
 }
 
-async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Response>) {
     while let Some(frame) = rx.recv().await {
-        if wr.write_all(&frame).await.is_err() {
-            return;
+        for piece in frame.pieces() {
+            if wr.write_all(piece).await.is_err() {
+                return;
+            }
         }
     }
     let _ = wr.shutdown().await;
@@ -184,7 +186,7 @@ async fn handle_frame(
     mut frame: Bytes,
     peer: SocketAddr,
     listener: &str,
-) -> Result<Option<Bytes>, FrameError> {
+) -> Result<Option<Response>, FrameError> {
     let p = protocol::prelude(&frame)?;
     let key = ApiKey::try_from(p.api_key).map_err(|()| FrameError::UnknownApiKey(p.api_key))?;
     let Some(s) = protocol::supported(key) else {
@@ -193,7 +195,7 @@ async fn handle_frame(
     if p.api_version < s.min || p.api_version > s.max {
         if key == ApiKey::ApiVersions && p.api_version > s.max {
             return handlers::unsupported_version_response(p.correlation_id)
-                .map(Some)
+                .map(|b| Some(b.into()))
                 .map_err(|source| FrameError::Encode {
                     key,
                     version: 0,
