@@ -7,6 +7,7 @@ use kafka_protocol::{
     messages::{ApiKey, RequestHeader, ResponseHeader},
     protocol::{Decodable, Encodable},
 };
+use millrace_log::FileSlice;
 
 /// One implemented API and the versions of it this broker serves.
 #[derive(Debug, Clone, Copy)]
@@ -163,28 +164,49 @@ pub fn encode_response<R: Encodable>(
 }
 
 /// An encoded response frame, as the pieces to write in order. Usually one piece; a Fetch
-/// response keeps each large record set as its own piece, the very `Bytes` the log read
-/// returned, so the records are not copied into the response buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// response keeps each large record set as its own piece — the very `Bytes` a log read
+/// returned, or a range of the segment file that goes to the socket with `sendfile` — so the
+/// records are not copied into the response buffer.
+#[derive(Debug)]
 pub struct Response {
-    pieces: Vec<Bytes>,
+    pieces: Vec<Piece>,
+}
+
+/// One piece of a [`Response`].
+#[derive(Debug)]
+pub enum Piece {
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// Whole batches in a segment file.
+    File(FileSlice),
+}
+
+impl Piece {
+    fn len(&self) -> usize {
+        match self {
+            Piece::Bytes(b) => b.len(),
+            Piece::File(f) => f.len,
+        }
+    }
 }
 
 impl From<Bytes> for Response {
     fn from(b: Bytes) -> Self {
-        Response { pieces: vec![b] }
+        Response {
+            pieces: vec![Piece::Bytes(b)],
+        }
     }
 }
 
 impl Response {
     /// The pieces, in the order they go on the wire.
-    pub fn pieces(&self) -> &[Bytes] {
+    pub fn pieces(&self) -> &[Piece] {
         &self.pieces
     }
 
     /// The frame's length in bytes, its size prefix included.
     pub fn len(&self) -> usize {
-        self.pieces.iter().map(Bytes::len).sum()
+        self.pieces.iter().map(Piece::len).sum()
     }
 
     /// Whether the frame has no bytes (never true of an encoded response).
@@ -192,55 +214,69 @@ impl Response {
         self.len() == 0
     }
 
-    /// The frame as one buffer (a copy when it has several pieces): for tests and tools.
-    pub fn to_bytes(&self) -> Bytes {
-        match self.pieces.as_slice() {
-            [one] => one.clone(),
-            many => {
-                let mut b = BytesMut::with_capacity(self.len());
-                for p in many {
-                    b.extend_from_slice(p);
-                }
-                b.freeze()
+    /// The frame as one buffer, file pieces read in: for tests and tools.
+    pub fn to_bytes(&self) -> std::io::Result<Bytes> {
+        let mut b = BytesMut::with_capacity(self.len());
+        for p in &self.pieces {
+            match p {
+                Piece::Bytes(bytes) => b.extend_from_slice(bytes),
+                Piece::File(f) => b.extend_from_slice(&f.read()?),
             }
         }
+        Ok(b.freeze())
     }
 }
 
-/// Record sets at least this large are written from the log read's buffer instead of being
+/// Record sets at least this large are written from where the log holds them instead of being
 /// copied into the response; below it a copy is cheaper than an extra write.
-const SPLICE_MIN: usize = 64 * 1024;
+pub const SPLICE_MIN: usize = 64 * 1024;
 
-/// The stand-in for a spliced record set while the rest of the response is encoded: sixteen
-/// bytes no metadata field will contain by accident, the last four numbering the record set.
-fn splice_marker(index: usize) -> Bytes {
+/// A sixteen-byte stand-in no metadata field will contain by accident: twelve fixed bytes
+/// (one of two families) and a number.
+fn marker(family: u8, index: usize) -> Bytes {
     let mut m = BytesMut::with_capacity(16);
     m.put_slice(&[
-        0xF7, 0x1B, 0x6D, 0xC2, 0x05, 0x9E, 0xA4, 0x33, 0xD8, 0x4F, 0x10, 0xBE,
+        0xF7, 0x1B, 0x6D, 0xC2, 0x05, 0x9E, 0xA4, 0x33, 0xD8, 0x4F, 0x10, family,
     ]);
     m.put_u32(u32::try_from(index).unwrap_or(u32::MAX));
     m.freeze()
 }
 
-/// Encodes a Fetch response without copying its large record sets: each is replaced by a
-/// marker, the rest is encoded as usual, and the frame is cut at the markers with the real
-/// records (and their length prefixes) spliced in. The bytes on the wire are exactly what
-/// [`encode_response`] produces.
+/// The records of a Fetch partition that stay in their segment file: the handler puts this
+/// marker in `records` and passes `files[index]` to [`encode_fetch_response`].
+pub fn file_marker(index: usize) -> Bytes {
+    marker(0xBE, index)
+}
+
+enum Source {
+    Bytes(Bytes),
+    File(usize),
+}
+
+/// Encodes a Fetch response without copying its large record sets: each (and each record set
+/// left in a file, marked with [`file_marker`]) stands as a marker while the codec encodes the
+/// rest, then the frame is cut at the markers and the real records, with their length
+/// prefixes, go in between. The bytes on the wire are exactly what [`encode_response`] makes
+/// of the response with the records in place.
 pub fn encode_fetch_response(
     version: i16,
     correlation_id: i32,
     mut body: kafka_protocol::messages::FetchResponse,
+    files: Vec<FileSlice>,
 ) -> anyhow::Result<Response> {
-    let mut spliced: Vec<(Bytes, Bytes)> = Vec::new();
+    let mut spliced: Vec<(Bytes, Source)> = Vec::new();
     for p in body
         .responses
         .iter_mut()
         .flat_map(|t| t.partitions.iter_mut())
     {
-        if p.records.as_ref().is_some_and(|r| r.len() >= SPLICE_MIN) {
-            let marker = splice_marker(spliced.len());
-            if let Some(real) = p.records.replace(marker.clone()) {
-                spliced.push((marker, real));
+        let Some(records) = &p.records else { continue };
+        if let Some(k) = (0..files.len()).find(|&k| *records == file_marker(k)) {
+            spliced.push((records.clone(), Source::File(k)));
+        } else if records.len() >= SPLICE_MIN {
+            let m = marker(0x5A, spliced.len());
+            if let Some(real) = p.records.replace(m.clone()) {
+                spliced.push((m, Source::Bytes(real)));
             }
         }
     }
@@ -252,58 +288,83 @@ pub fn encode_fetch_response(
     // with an i32 length; for a 16-byte marker that is 1 and 4 bytes.
     let flexible = version >= 12;
     let marker_prefix = if flexible { 1 } else { 4 };
-    let mut pieces = Vec::with_capacity(3 * spliced.len() + 1);
+    // Find every marker first, so a miss falls back before anything is taken apart.
+    let mut positions = Vec::with_capacity(spliced.len());
     let mut pos = 0;
-    let mut size = skeleton.len() - 4;
-    for (marker, real) in &spliced {
+    for (m, _) in &spliced {
         let found = skeleton[pos..]
-            .windows(marker.len())
-            .position(|w| w == &marker[..])
+            .windows(m.len())
+            .position(|w| w == &m[..])
             .map(|i| pos + i)
             .filter(|&at| at >= pos + marker_prefix);
         let Some(at) = found else {
-            // Cannot happen with the encoder as it is; if it ever does, copy instead.
+            // Cannot happen with the codec as it is; if it ever does, copy instead.
             tracing::warn!("fetch response splice marker not found; encoding with a copy");
-            return encode_unspliced(version, correlation_id, body, spliced);
+            return encode_unspliced(version, correlation_id, body, spliced, files);
         };
-        pieces.push(skeleton.slice(pos..at - marker_prefix));
+        positions.push(at);
+        pos = at + m.len();
+    }
+    let mut files: Vec<Option<FileSlice>> = files.into_iter().map(Some).collect();
+    let mut pieces = Vec::with_capacity(3 * spliced.len() + 1);
+    let mut pos = 0;
+    let mut size = skeleton.len() - 4;
+    for ((m, source), at) in spliced.into_iter().zip(positions) {
+        let piece = match source {
+            Source::Bytes(b) => Piece::Bytes(b),
+            Source::File(k) => match files.get_mut(k).and_then(Option::take) {
+                Some(f) => Piece::File(f),
+                None => anyhow::bail!("fetch file range {k} is used twice"),
+            },
+        };
+        pieces.push(Piece::Bytes(skeleton.slice(pos..at - marker_prefix)));
         let mut prefix = BytesMut::with_capacity(5);
         if flexible {
-            put_unsigned_varint(&mut prefix, real.len() + 1);
+            put_unsigned_varint(&mut prefix, piece.len() + 1);
         } else {
-            prefix.put_i32(i32::try_from(real.len())?);
+            prefix.put_i32(i32::try_from(piece.len())?);
         }
-        size = size - marker_prefix - marker.len() + prefix.len() + real.len();
-        pieces.push(prefix.freeze());
-        pieces.push(real.clone());
-        pos = at + marker.len();
+        size = size - marker_prefix - m.len() + prefix.len() + piece.len();
+        pieces.push(Piece::Bytes(prefix.freeze()));
+        pieces.push(piece);
+        pos = at + m.len();
     }
-    pieces.push(skeleton.slice(pos..));
-    let mut head = BytesMut::from(&pieces[0][..]);
-    head[..4].copy_from_slice(&i32::try_from(size)?.to_be_bytes());
-    pieces[0] = head.freeze();
+    pieces.push(Piece::Bytes(skeleton.slice(pos..)));
+    if let Some(Piece::Bytes(first)) = pieces.first_mut() {
+        let mut head = BytesMut::from(&first[..]);
+        head[..4].copy_from_slice(&i32::try_from(size)?.to_be_bytes());
+        *first = head.freeze();
+    }
     Ok(Response { pieces })
 }
 
-/// The fallback of [`encode_fetch_response`]: put the records back and encode with a copy.
+/// The fallback of [`encode_fetch_response`]: put every record set back, reading file slices
+/// into memory, and encode with a copy.
 fn encode_unspliced(
     version: i16,
     correlation_id: i32,
     mut body: kafka_protocol::messages::FetchResponse,
-    spliced: Vec<(Bytes, Bytes)>,
+    spliced: Vec<(Bytes, Source)>,
+    files: Vec<FileSlice>,
 ) -> anyhow::Result<Response> {
-    let mut real = spliced.into_iter();
+    let mut real = std::collections::HashMap::new();
+    for (m, source) in spliced {
+        let bytes = match source {
+            Source::Bytes(b) => b,
+            Source::File(k) => match files.get(k) {
+                Some(f) => f.read()?,
+                None => anyhow::bail!("fetch file range {k} is missing"),
+            },
+        };
+        real.insert(m, bytes);
+    }
     for p in body
         .responses
         .iter_mut()
         .flat_map(|t| t.partitions.iter_mut())
     {
-        if p.records.as_ref().is_some_and(|r| r.len() == 16) {
-            if let Some((marker, records)) = real.next() {
-                if p.records.as_ref() == Some(&marker) {
-                    p.records = Some(records);
-                }
-            }
+        if let Some(bytes) = p.records.as_ref().and_then(|r| real.remove(r)) {
+            p.records = Some(bytes);
         }
     }
     Ok(encode_response(ApiKey::Fetch, version, correlation_id, &body)?.into())
@@ -350,31 +411,50 @@ mod tests {
             .with_responses(vec![topic.with_partitions(partitions)])
     }
 
+    /// A file holding `bytes` after 100 bytes of something else, as a slice.
+    fn file_slice(bytes: &[u8]) -> FileSlice {
+        use std::io::Write;
+        let mut f = tempfile::tempfile().expect("a temp file");
+        f.write_all(&[0xEE; 100]).expect("write");
+        f.write_all(bytes).expect("write");
+        FileSlice {
+            file: f,
+            position: 100,
+            len: bytes.len(),
+        }
+    }
+
     #[test]
     fn a_spliced_fetch_response_is_byte_for_byte_the_copied_one_without_the_copy() {
-        // Small, large, large-enough-for-a-3-byte-varint, small.
-        let sizes = [100, SPLICE_MIN, 3 << 20, 10];
+        // Small, large, large enough for a 4-byte varint, small, and one left in a file.
+        let sizes = [100, SPLICE_MIN, 3 << 20, 10, 200_000];
         for version in [4, 11, 12, 13, 16, 17] {
-            let body = fetch_response(version, &sizes);
+            let mut body = fetch_response(version, &sizes);
             let records: Vec<Bytes> = body.responses[0]
                 .partitions
                 .iter()
                 .filter_map(|p| p.records.clone())
                 .collect();
             let copied = encode_response(ApiKey::Fetch, version, 42, &body).expect("encodes");
-            let spliced = encode_fetch_response(version, 42, body).expect("encodes");
+            body.responses[0].partitions[4].records = Some(file_marker(0));
+            let files = vec![file_slice(&records[4])];
+            let spliced = encode_fetch_response(version, 42, body, files).expect("encodes");
             assert_eq!(spliced.len(), copied.len(), "v{version}");
-            assert_eq!(spliced.to_bytes(), copied, "v{version}");
-            // The two large record sets are the log's own buffers, not copies.
+            assert_eq!(spliced.to_bytes().expect("reads"), copied, "v{version}");
+            // The two large record sets are the log's own buffers, not copies, and the file's
+            // records are a file piece.
             for big in [&records[1], &records[2]] {
                 assert!(
-                    spliced
-                        .pieces()
-                        .iter()
-                        .any(|p| p.as_ptr() == big.as_ptr() && p.len() == big.len()),
+                    spliced.pieces().iter().any(|p| matches!(p,
+                        Piece::Bytes(b) if b.as_ptr() == big.as_ptr() && b.len() == big.len())),
                     "v{version}: a large record set was copied"
                 );
             }
+            assert!(
+                spliced.pieces().iter().any(|p| matches!(p,
+                    Piece::File(f) if f.position == 100 && f.len == 200_000)),
+                "v{version}: the file's records were read"
+            );
         }
     }
 
@@ -382,9 +462,9 @@ mod tests {
     fn a_fetch_response_without_large_records_is_one_piece() {
         let body = fetch_response(13, &[10, 20]);
         let copied = encode_response(ApiKey::Fetch, 13, 1, &body).expect("encodes");
-        let r = encode_fetch_response(13, 1, body).expect("encodes");
+        let r = encode_fetch_response(13, 1, body, Vec::new()).expect("encodes");
         assert_eq!(r.pieces().len(), 1);
-        assert_eq!(r.to_bytes(), copied);
+        assert_eq!(r.to_bytes().expect("reads"), copied);
     }
 
     #[test]

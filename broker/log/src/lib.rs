@@ -69,6 +69,6 @@ pub use crate::{
     cleaner::{clean_shared, CleanStats},
     config::{LogConfig, TimestampType},
     error::LogError,
-    log::{AppendInfo, Log, SegmentInfo},
+    log::{AppendInfo, FileSlice, Log, SegmentInfo},
     producer::ProducerEntryInfo,
 };

@@ -68,6 +68,27 @@ pub struct AppendInfo {
     pub bytes: usize,
 }
 
+/// Whole batches of one segment, as a byte range of its file (see [`Log::read_slice`]).
+#[derive(Debug)]
+pub struct FileSlice {
+    /// The segment file (a handle of its own).
+    pub file: std::fs::File,
+    /// Where the first batch starts.
+    pub position: u64,
+    /// How many bytes, always whole batches.
+    pub len: usize,
+}
+
+impl FileSlice {
+    /// The bytes, read into memory (for callers that cannot send from the file).
+    pub fn read(&self) -> std::io::Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0; self.len];
+        self.file.read_exact_at(&mut buf, self.position)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
 /// A segment, as tools and metrics see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentInfo {
@@ -598,6 +619,72 @@ impl Log {
         max_offset: i64,
         min_one_batch: bool,
     ) -> Result<Bytes, LogError> {
+        let Some((segment, position, len)) =
+            self.locate(offset, max_bytes, max_offset, min_one_batch)?
+        else {
+            return Ok(Bytes::new());
+        };
+        let mut buf = segment.read(position, len)?;
+        // Keep whole batches, all below max_offset; the read may have cut the last one.
+        let mut end = 0;
+        for header in batch::batches(&buf) {
+            match header {
+                Ok(h) if h.last_offset() < max_offset => end += h.size(),
+                _ => break,
+            }
+        }
+        buf.truncate(end);
+        Ok(Bytes::from(buf))
+    }
+
+    /// What [`Log::read`] would return, as a range of the segment file instead of bytes in
+    /// memory, for a caller that writes it to a socket with `sendfile`: only the batch headers
+    /// are read (to end on a whole batch below `max_offset`). `None` where `read` returns
+    /// nothing. The slice has its own file handle, so it stays readable if the segment is
+    /// deleted or replaced before it is sent.
+    pub fn read_slice(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<Option<FileSlice>, LogError> {
+        let Some((segment, position, len)) =
+            self.locate(offset, max_bytes, max_offset, min_one_batch)?
+        else {
+            return Ok(None);
+        };
+        let limit = position + len as u64;
+        let mut end = position;
+        while end < limit {
+            let Some((size, last_offset)) = segment.batch_at(end)? else {
+                break;
+            };
+            if last_offset >= max_offset || end + size > limit {
+                break;
+            }
+            end += size;
+        }
+        if end == position {
+            return Ok(None);
+        }
+        Ok(Some(FileSlice {
+            file: segment.file_handle()?,
+            position,
+            len: usize::try_from(end - position).unwrap_or(usize::MAX),
+        }))
+    }
+
+    /// Where a read from `offset` starts and how many bytes it may take: the segment, the
+    /// byte position of the batch holding `offset`, and the length (at most `max_bytes`, or the
+    /// first batch whole with `min_one_batch`). `None` when there is nothing to read.
+    fn locate(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<Option<(&Segment, u64, usize)>, LogError> {
         let leo = self.log_end_offset();
         if offset < self.log_start_offset || offset > leo {
             return Err(LogError::OffsetOutOfRange {
@@ -607,7 +694,7 @@ impl Log {
             });
         }
         if offset == leo || offset >= max_offset {
-            return Ok(Bytes::new());
+            return Ok(None);
         }
         for segment in &self.segments[self.segment_index_for(offset)..] {
             let from = segment.lookup(offset);
@@ -615,30 +702,20 @@ impl Log {
                 continue;
             };
             if first.last_offset >= max_offset {
-                return Ok(Bytes::new());
+                return Ok(None);
             }
             let available = usize::try_from(segment.size - first.position).unwrap_or(usize::MAX);
             let mut len = max_bytes.min(available);
             let first_size = first.size as usize;
             if first_size > len {
                 if !min_one_batch {
-                    return Ok(Bytes::new());
+                    return Ok(None);
                 }
                 len = first_size;
             }
-            let mut buf = segment.read(first.position, len)?;
-            // Keep whole batches, all below max_offset; the read may have cut the last one.
-            let mut end = 0;
-            for header in batch::batches(&buf) {
-                match header {
-                    Ok(h) if h.last_offset() < max_offset => end += h.size(),
-                    _ => break,
-                }
-            }
-            buf.truncate(end);
-            return Ok(Bytes::from(buf));
+            return Ok(Some((segment, first.position, len)));
         }
-        Ok(Bytes::new())
+        Ok(None)
     }
 
     /// ListOffsets by timestamp: the first offset (at or after the log start) whose record

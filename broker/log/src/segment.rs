@@ -519,6 +519,25 @@ impl Segment {
     }
 
     /// Reads `len` bytes at `position` with one positioned read.
+    /// The size and last offset of the batch starting at `position`, from its header alone;
+    /// `None` at the end of the segment or where no whole, valid header is.
+    pub(crate) fn batch_at(&self, position: u64) -> Result<Option<(u64, i64)>, LogError> {
+        if position + crate::batch::HEADER_SIZE as u64 > self.size {
+            return Ok(None);
+        }
+        let head = self.read(position, crate::batch::HEADER_SIZE)?;
+        Ok(crate::batch::BatchHeader::parse(&head)
+            .ok()
+            .map(|h| (h.size() as u64, h.last_offset())))
+    }
+
+    /// A handle of its own on the segment file.
+    pub(crate) fn file_handle(&self) -> Result<File, LogError> {
+        self.log
+            .try_clone()
+            .map_err(io_err("open segment", &self.log_path))
+    }
+
     pub(crate) fn read(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
         let mut buf = vec![0; len];
         self.log

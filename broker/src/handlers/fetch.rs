@@ -28,7 +28,12 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{error, Ctx};
-use crate::partition::Partition;
+use crate::{
+    partition::Partition,
+    protocol::{file_marker, SPLICE_MIN},
+};
+use bytes::Bytes;
+use millrace_log::FileSlice;
 
 /// The most a fetch is held, whatever the client asks: keeps shutdown prompt.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -43,8 +48,10 @@ struct Wanted {
     unknown: ResponseError,
 }
 
-/// Serves one fetch request.
-pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
+/// Serves one fetch request. Large record sets stay in their segment files: the response
+/// carries [`file_marker`]s for them and the files come alongside, for
+/// [`crate::protocol::encode_fetch_response`] to send with `sendfile`.
+pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Vec<FileSlice>) {
     let broker = ctx.broker;
     let by_id = ctx.version >= 13;
     let read_committed = req.isolation_level == 1;
@@ -98,7 +105,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         for n in &mut armed {
             n.as_mut().enable();
         }
-        let (partitions, total, has_error) = read_all(&wanted, max_bytes, read_committed);
+        let (partitions, files, total, has_error) = read_all(&wanted, max_bytes, read_committed);
         if total >= min_bytes || has_error || armed.is_empty() || Instant::now() >= deadline {
             broker.metrics.bytes_out.inc_by(total as u64);
             for (w, pd) in wanted.iter().zip(partitions) {
@@ -106,7 +113,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                     t.partitions.push(pd);
                 }
             }
-            return FetchResponse::default().with_responses(topics_out);
+            return (FetchResponse::default().with_responses(topics_out), files);
         }
         let any = futures::future::select_all(armed);
         let _ = tokio::time::timeout_at(deadline, pin!(any)).await;
@@ -117,10 +124,11 @@ fn read_all(
     wanted: &[Wanted],
     max_bytes: usize,
     read_committed: bool,
-) -> (Vec<PartitionData>, usize, bool) {
+) -> (Vec<PartitionData>, Vec<FileSlice>, usize, bool) {
     let mut total = 0usize;
     let mut has_error = false;
     let mut out = Vec::with_capacity(wanted.len());
+    let mut files = Vec::new();
     for w in wanted {
         let pd = PartitionData::default()
             .with_partition_index(w.partition)
@@ -148,16 +156,28 @@ fn read_all(
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
         // The first partition with data returns at least one whole batch (KIP-74).
         let min_one = total == 0;
-        match log.read(w.fetch_offset, budget, hw, min_one) {
-            Ok(bytes) => {
-                total += bytes.len();
-                out.push(pd.with_records(Some(bytes)));
+        // Large reads stay in the file (sent with sendfile); small ones are read into memory,
+        // where one copy costs less than another write.
+        let records = match log.read_slice(w.fetch_offset, budget, hw, min_one) {
+            Ok(None) => Ok(Bytes::new()),
+            Ok(Some(slice)) if slice.len >= SPLICE_MIN => {
+                total += slice.len;
+                files.push(slice);
+                Ok(file_marker(files.len() - 1))
             }
-            Err(e) => {
+            Ok(Some(slice)) => slice.read().inspect(|b| total += b.len()).map_err(|e| {
+                tracing::warn!(error = %e, "reading a fetched range failed");
+                ResponseError::KafkaStorageError
+            }),
+            Err(e) => Err(error::log_error(&e)),
+        };
+        match records {
+            Ok(bytes) => out.push(pd.with_records(Some(bytes))),
+            Err(code) => {
                 has_error = true;
-                out.push(pd.with_error_code(error::log_error(&e).code()));
+                out.push(pd.with_error_code(code.code()));
             }
         }
     }
-    (out, total, has_error)
+    (out, files, total, has_error)
 }

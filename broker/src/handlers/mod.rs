@@ -102,8 +102,8 @@ pub async fn dispatch(
             encode_response(key, version, corr, &resp)
         }
         RequestKind::Fetch(r) => {
-            let resp = fetch::handle(&ctx, r).await;
-            return encode_fetch_response(version, corr, resp)
+            let (resp, files) = fetch::handle(&ctx, r).await;
+            return encode_fetch_response(version, corr, resp, files)
                 .map(Some)
                 .map_err(|source| FrameError::Encode {
                     key,

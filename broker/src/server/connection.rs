@@ -16,8 +16,9 @@ use futures::FutureExt;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
+use millrace_log::FileSlice;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncReadExt, AsyncWriteExt, BufReader, Interest},
     net::{
         tcp::{OwnedReadHalf, OwnedWriteHalf},
         TcpStream,
@@ -28,7 +29,7 @@ use tokio::{
 use crate::{
     broker::Broker,
     handlers,
-    protocol::{self, FrameError, Response},
+    protocol::{self, FrameError, Piece, Response},
 };
 
 /// Requests read ahead of the one being handled.
@@ -172,12 +173,47 @@ async fn read_frames(
 async fn write_frames(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Response>) {
     while let Some(frame) = rx.recv().await {
         for piece in frame.pieces() {
-            if wr.write_all(piece).await.is_err() {
+            let written = match piece {
+                Piece::Bytes(b) => wr.write_all(b).await,
+                Piece::File(f) => send_file(&wr, f).await,
+            };
+            if let Err(e) = written {
+                tracing::debug!(error = %e, "closing connection: write failed");
                 return;
             }
         }
     }
     let _ = wr.shutdown().await;
+}
+
+/// Writes whole batches from a segment file to the socket with `sendfile`: the records go from
+/// the page cache to the socket without passing through the broker's memory.
+async fn send_file(wr: &OwnedWriteHalf, f: &FileSlice) -> std::io::Result<()> {
+    let sock: &TcpStream = wr.as_ref();
+    let mut offset = i64::try_from(f.position).map_err(std::io::Error::other)?;
+    let end = offset + i64::try_from(f.len).map_err(std::io::Error::other)?;
+    while offset < end {
+        sock.writable().await?;
+        let left = usize::try_from(end - offset).unwrap_or(usize::MAX);
+        let sent = sock.try_io(Interest::WRITABLE, || {
+            nix::sys::sendfile::sendfile(sock, &f.file, Some(&mut offset), left)
+                .map_err(std::io::Error::from)
+        });
+        match sent {
+            // The file ended early: the segment was truncated under this fetch. The frame
+            // cannot be completed, so the connection ends and the client fetches again.
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "a segment shrank while it was being sent",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Turns one frame into its response (or none, for acks=0).

@@ -177,6 +177,49 @@ fn read_respects_max_offset_max_bytes_and_range() {
 }
 
 #[test]
+fn a_file_slice_holds_exactly_what_read_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config();
+    cfg.segment_bytes = 4096; // several segments: slices stay within one, as reads do
+    let mut log = open(dir.path(), cfg);
+    for i in 0..40 {
+        append(&mut log, BatchBuilder::new(1 + i % 3));
+    }
+    let leo = log.log_end_offset();
+    let one = BatchBuilder::new(2).build().len();
+    for offset in 0..leo {
+        for max_bytes in [1, one - 1, one, 2 * one + 7, 1 << 20] {
+            for max_offset in [offset, offset + 1, offset + 5, leo, i64::MAX] {
+                for min_one in [false, true] {
+                    let read = log
+                        .read(offset, max_bytes, max_offset, min_one)
+                        .expect("read");
+                    let slice = log
+                        .read_slice(offset, max_bytes, max_offset, min_one)
+                        .expect("slice");
+                    let sliced = slice
+                        .map(|s| s.read().expect("read the slice"))
+                        .unwrap_or_default();
+                    assert_eq!(
+                        sliced, read,
+                        "offset {offset} max_bytes {max_bytes} max_offset {max_offset} min_one {min_one}"
+                    );
+                }
+            }
+        }
+    }
+    // The slice's handle outlives the log's files.
+    let slice = log
+        .read_slice(0, 1 << 20, i64::MAX, true)
+        .expect("slice")
+        .expect("data");
+    let expected = log.read(0, 1 << 20, i64::MAX, true).expect("read");
+    drop(log);
+    fs::remove_dir_all(dir.path()).expect("remove the log");
+    assert_eq!(slice.read().expect("still readable"), expected);
+}
+
+#[test]
 fn append_rolls_on_size() {
     let dir = tempfile::tempdir().expect("tempdir");
     let one = BatchBuilder::new(1).build().len() as u64;
