@@ -8,7 +8,9 @@
 # - curl (Debian), which scripts/dev-cluster.sh polls /readyz with;
 # - the operator's test tools into $HOME/.cache/millrace-k8s: helm, kubectl, kubernetes-validate,
 #   etcd, the Kubernetes v1.36 CRD server and the v1.20 control plane, built from Debian packages
-#   by ../shared/k8s-testenv (about 20 minutes the first time on 2 cores, seconds after).
+#   by ../shared/k8s-testenv (about 20 minutes the first time on 2 cores, seconds after);
+# - buildah (Debian), with which scripts/build-images.sh builds and checks the two images from the
+#   debug binaries the tests built (a few seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$SECONDS
@@ -36,6 +38,9 @@ echo "test.sh: set-up done in $((SECONDS - t0)) s"
 # Every Rust test: unit, property, integration against real broker processes and real Kafka
 # clients, and the operator's tests against real Kubernetes API servers.
 cargo test --workspace --all-targets --no-fail-fast "$@"
+
+# The Dockerfile's images, from the binaries just built: no pull, no second compile.
+scripts/build-images.sh
 
 # Offline checks of every rendered manifest: kubernetes-validate, helm lint, kustomize, CRs vs CRDs.
 if [ -x "$HOME/.cache/millrace-k8s/bin/helm" ]; then

@@ -51,7 +51,7 @@ validate() { # validate FILE: strict schema validation against each Kubernetes v
 }
 
 nice -n 15 cargo build -q -p millrace-operator
-"$ROOT/target/debug/millrace-operator" render deploy/examples/*.yaml > "$OUT/model.yaml"
+"${CARGO_TARGET_DIR:-$ROOT/target}/debug/millrace-operator" render deploy/examples/*.yaml > "$OUT/model.yaml"
 check "model objects for deploy/examples/ are valid Kubernetes objects" validate "$OUT/model.yaml"
 for f in crds/cluster.yaml crds/topic.yaml crds/mirrormaker.yaml; do
   check "$f is a valid CustomResourceDefinition" validate "$f"
