@@ -11,8 +11,9 @@
 //!   retain and delete, each checked with an independent Kafka client (confluent-kafka);
 //! - deleting the Cluster garbage-collects its pods, whose processes stop.
 //!
-//! Skips (passing, with a message) when the control plane, helm, kubectl, `unshare`, python's
-//! confluent-kafka or the `millrace` binary (built by `cargo test --workspace`) are missing.
+//! Skips (passing, with a message) when the control plane, helm, kubectl, a working `unshare -m`
+//! (root), python's confluent-kafka or the `millrace` binary (built by `cargo test --workspace`)
+//! are missing.
 
 mod common;
 
@@ -143,8 +144,16 @@ async fn operator_brokers_and_topics_on_a_v1_20_control_plane() -> Result<()> {
         );
         return Ok(());
     };
-    if Command::new("unshare").arg("--version").output().is_err() {
-        eprintln!("SKIPPED end_to_end: unshare (util-linux) is missing");
+    // Each pod's processes get a private mount namespace (for the pod network's hosts file),
+    // which takes root (or CAP_SYS_ADMIN).
+    if !Command::new("unshare")
+        .args(["-m", "--", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!(
+            "SKIPPED end_to_end: `unshare -m` does not work here (it needs root and util-linux)"
+        );
         return Ok(());
     }
     let Some((cp, client, tools)) = start().await? else {
