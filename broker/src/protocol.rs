@@ -418,7 +418,7 @@ mod tests {
         f.write_all(&[0xEE; 100]).expect("write");
         f.write_all(bytes).expect("write");
         FileSlice {
-            file: f,
+            file: std::sync::Arc::new(f),
             position: 100,
             len: bytes.len(),
         }

@@ -71,8 +71,8 @@ pub struct AppendInfo {
 /// Whole batches of one segment, as a byte range of its file (see [`Log::read_slice`]).
 #[derive(Debug)]
 pub struct FileSlice {
-    /// The segment file (a handle of its own).
-    pub file: std::fs::File,
+    /// The segment file, shared with the log (it stays open while the slice lives).
+    pub file: std::sync::Arc<std::fs::File>,
     /// Where the first batch starts.
     pub position: u64,
     /// How many bytes, always whole batches.
@@ -640,8 +640,8 @@ impl Log {
     /// What [`Log::read`] would return, as a range of the segment file instead of bytes in
     /// memory, for a caller that writes it to a socket with `sendfile`: only the batch headers
     /// are read (to end on a whole batch below `max_offset`). `None` where `read` returns
-    /// nothing. The slice has its own file handle, so it stays readable if the segment is
-    /// deleted or replaced before it is sent.
+    /// nothing. The slice shares the segment's open file, so it stays readable if the segment
+    /// is deleted or replaced before it is sent, and costs no file descriptor.
     pub fn read_slice(
         &self,
         offset: i64,
@@ -669,7 +669,7 @@ impl Log {
             return Ok(None);
         }
         Ok(Some(FileSlice {
-            file: segment.file_handle()?,
+            file: segment.file_handle(),
             position,
             len: usize::try_from(end - position).unwrap_or(usize::MAX),
         }))

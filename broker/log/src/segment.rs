@@ -7,6 +7,7 @@ use std::{
     fs::{File, OpenOptions},
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::UNIX_EPOCH,
 };
 
@@ -160,7 +161,9 @@ impl SegmentIndexes {
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
     log_path: PathBuf,
-    log: File,
+    /// Shared with the fetches being sent from it ([`Segment::file_handle`]), so that deleting
+    /// the segment does not pull the file from under them, and they cost no descriptor.
+    log: Arc<File>,
     /// Bytes of whole batches in the file. Invariant: the file is exactly this long except
     /// transiently inside a write.
     pub(crate) size: u64,
@@ -245,7 +248,7 @@ impl Segment {
         Segment {
             base_offset,
             log_path,
-            log,
+            log: Arc::new(log),
             size: 0,
             next_offset: base_offset,
             indexes,
@@ -531,11 +534,9 @@ impl Segment {
             .map(|h| (h.size() as u64, h.last_offset())))
     }
 
-    /// A handle of its own on the segment file.
-    pub(crate) fn file_handle(&self) -> Result<File, LogError> {
-        self.log
-            .try_clone()
-            .map_err(io_err("open segment", &self.log_path))
+    /// The segment file, shared: it stays open while the handle lives.
+    pub(crate) fn file_handle(&self) -> Arc<File> {
+        self.log.clone()
     }
 
     pub(crate) fn read(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
