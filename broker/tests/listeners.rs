@@ -62,7 +62,7 @@ fn loopback_host() -> String {
 }
 
 /// What the operator renders for node 0 (see `cargo run -p millrace-operator -- render
-/// deploy/examples/cluster.yaml`), with `host` for the pods' DNS names, a one-voter quorum (one
+/// operator/src/fixtures/full-cluster.yaml`), with `host` for the pods' DNS names, a one-voter quorum (one
 /// process), `admin_port` for 8080 and `data` for the volume.
 fn rendered_properties(host: &str, admin_port: u16, data: &Path) -> String {
     format!(

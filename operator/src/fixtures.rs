@@ -14,10 +14,10 @@ fn with_server_metadata(meta: &mut ObjectMeta, uid: &str) {
     meta.resource_version = Some("1".into());
 }
 
-/// `deploy/examples/cluster.yaml`: 3 rack-aware brokers, an internal and a TLS+SCRAM
+/// `fixtures/full-cluster.yaml`: 3 rack-aware brokers, an internal and a TLS+SCRAM
 /// LoadBalancer listener.
 pub(crate) fn example_cluster() -> Cluster {
-    let mut c: Cluster = serde_yaml::from_str(include_str!("../../deploy/examples/cluster.yaml"))
+    let mut c: Cluster = serde_yaml::from_str(include_str!("fixtures/full-cluster.yaml"))
         .expect("the example Cluster parses");
     with_server_metadata(&mut c.metadata, "11111111-1111-1111-1111-111111111111");
     c

@@ -53,6 +53,8 @@ validate() { # validate FILE: strict schema validation against each Kubernetes v
 nice -n 15 cargo build -q -p millrace-operator
 "${CARGO_TARGET_DIR:-$ROOT/target}/debug/millrace-operator" render deploy/examples/*.yaml > "$OUT/model.yaml"
 check "model objects for deploy/examples/ are valid Kubernetes objects" validate "$OUT/model.yaml"
+"${CARGO_TARGET_DIR:-$ROOT/target}/debug/millrace-operator" render operator/src/fixtures/full-cluster.yaml > "$OUT/model-full.yaml"
+check "model objects for the full-featured test Cluster (TLS, SCRAM, LoadBalancer) are valid" validate "$OUT/model-full.yaml"
 for f in crds/cluster.yaml crds/topic.yaml crds/mirrormaker.yaml; do
   check "$f is a valid CustomResourceDefinition" validate "$f"
 done
@@ -76,11 +78,12 @@ done
 
 CRD_VALIDATE="python3-k8s $MILLRACE_K8S_TESTENV/crd_validate.py"
 check "deploy/examples/cluster.yaml matches the Cluster CRD" $CRD_VALIDATE crds/cluster.yaml deploy/examples/cluster.yaml
+check "the tests' full-featured Cluster matches the Cluster CRD" $CRD_VALIDATE crds/cluster.yaml operator/src/fixtures/full-cluster.yaml
 check "deploy/examples/topics.yaml matches the Topic CRD" $CRD_VALIDATE crds/topic.yaml deploy/examples/topics.yaml
 check "deploy/examples/mirrormaker.yaml matches the MirrorMaker CRD" $CRD_VALIDATE crds/mirrormaker.yaml deploy/examples/mirrormaker.yaml
 check "the chart's example Cluster matches the Cluster CRD" $CRD_VALIDATE crds/cluster.yaml "$OUT/helm-full-values.yaml"
 # The validator must also say no: a broken Cluster is refused.
-sed 's/type: loadbalancer/type: ingress/' deploy/examples/cluster.yaml > "$OUT/bad-cluster.yaml"
+sed 's/type: loadbalancer/type: ingress/' operator/src/fixtures/full-cluster.yaml > "$OUT/bad-cluster.yaml"
 check "crd_validate.py refuses a bad enum (the check can fail)" bash -c "! $CRD_VALIDATE crds/cluster.yaml '$OUT/bad-cluster.yaml'"
 
 echo "manifests: $pass passed, $fail failed in $((SECONDS - T0)) s"
