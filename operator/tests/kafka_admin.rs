@@ -35,6 +35,12 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        let log = self.dir.with_extension("log");
+        if std::thread::panicking() {
+            eprintln!("kafka_admin: the broker's log is {}", log.display());
+        } else {
+            let _ = std::fs::remove_file(log);
+        }
     }
 }
 
