@@ -109,6 +109,24 @@ impl Scenario {
         seen.body["status"].clone()
     }
 
+    /// Expect the JSON patch of `name` that adds (`op: "add"`) or removes (`"remove"`) our
+    /// finalizer.
+    async fn expect_finalizer_patch(&mut self, name: &str, op: &str) {
+        let seen = self
+            .server
+            .expect(Method::PATCH, &format!("{TOPICS}/{name}"), |_| {
+                serde_json::to_value(orders()).expect("serializable")
+            })
+            .await;
+        assert!(
+            seen.body
+                .as_array()
+                .is_some_and(|ops| ops.iter().any(|o| o["op"] == op)),
+            "a finalizer {op}: {}",
+            seen.body
+        );
+    }
+
     async fn expect_event(&mut self, reason: &str, kind: &str) -> Value {
         let e = self.server.expect(Method::POST, EVENTS, Value::clone).await;
         assert_eq!(e.body["reason"], reason, "{}", e.body);
@@ -142,19 +160,7 @@ async fn first_pass_adds_only_the_finalizer() {
     let mut t = orders();
     t.metadata.finalizers = None;
     let task = tokio::spawn(reconcile_topic(Arc::new(t.clone()), s.ctx.clone()));
-    let seen = s
-        .server
-        .expect(Method::PATCH, &format!("{TOPICS}/orders"), |_| {
-            serde_json::to_value(orders()).expect("serializable")
-        })
-        .await;
-    assert!(
-        seen.body
-            .as_array()
-            .is_some_and(|ops| ops.iter().any(|op| op["op"] == "add")),
-        "{}",
-        seen.body
-    );
+    s.expect_finalizer_patch("orders", "add").await;
     let kafka = s.kafka.clone();
     assert_eq!(s.finish(task).await, Action::await_change());
     assert!(
@@ -363,11 +369,7 @@ async fn a_second_resource_for_the_same_topic_is_a_conflict_and_touches_nothing(
     ));
     let mut s = scenario(kafka.clone(), &[orders()]);
     let task = tokio::spawn(reconcile_topic(Arc::new(loser), s.ctx.clone()));
-    s.server
-        .expect(Method::PATCH, &format!("{TOPICS}/orders-again"), |_| {
-            serde_json::to_value(orders()).expect("serializable")
-        })
-        .await;
+    s.expect_finalizer_patch("orders-again", "remove").await;
     s.finish(task).await;
     assert!(kafka.deleted().is_empty());
 }
@@ -421,19 +423,7 @@ async fn delete_with(policy: &str) -> Arc<FakeKafka> {
     if policy == "Delete" {
         s.expect_cluster().await;
     }
-    let fin = s
-        .server
-        .expect(Method::PATCH, &format!("{TOPICS}/orders"), |_| {
-            serde_json::to_value(orders()).expect("serializable")
-        })
-        .await;
-    assert!(
-        fin.body
-            .as_array()
-            .is_some_and(|ops| ops.iter().any(|op| op["op"] == "remove")),
-        "the finalizer comes off: {}",
-        fin.body
-    );
+    s.expect_finalizer_patch("orders", "remove").await;
     s.finish(task).await;
     kafka
 }
