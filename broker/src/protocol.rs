@@ -235,17 +235,29 @@ pub const SPLICE_MIN: usize = 64 * 1024;
 /// (one of two families) and a number.
 fn marker(family: u8, index: usize) -> Bytes {
     let mut m = BytesMut::with_capacity(16);
-    m.put_slice(&[
-        0xF7, 0x1B, 0x6D, 0xC2, 0x05, 0x9E, 0xA4, 0x33, 0xD8, 0x4F, 0x10, family,
-    ]);
+    m.put_slice(&MARKER_PREFIX);
+    m.put_u8(family);
     m.put_u32(u32::try_from(index).unwrap_or(u32::MAX));
     m.freeze()
+}
+
+const MARKER_PREFIX: [u8; 11] = [
+    0xF7, 0x1B, 0x6D, 0xC2, 0x05, 0x9E, 0xA4, 0x33, 0xD8, 0x4F, 0x10,
+];
+const FILE_FAMILY: u8 = 0xBE;
+
+/// The index in a [`file_marker`], if `records` is one.
+fn file_marker_index(records: &[u8]) -> Option<usize> {
+    let (head, index) = records.split_at_checked(12)?;
+    let index: [u8; 4] = index.try_into().ok()?;
+    (head[..11] == MARKER_PREFIX && head[11] == FILE_FAMILY)
+        .then(|| u32::from_be_bytes(index) as usize)
 }
 
 /// The records of a Fetch partition that stay in their segment file: the handler puts this
 /// marker in `records` and passes `files[index]` to [`encode_fetch_response`].
 pub fn file_marker(index: usize) -> Bytes {
-    marker(0xBE, index)
+    marker(FILE_FAMILY, index)
 }
 
 enum Source {
@@ -271,7 +283,7 @@ pub fn encode_fetch_response(
         .flat_map(|t| t.partitions.iter_mut())
     {
         let Some(records) = &p.records else { continue };
-        if let Some(k) = (0..files.len()).find(|&k| *records == file_marker(k)) {
+        if let Some(k) = file_marker_index(records).filter(|&k| k < files.len()) {
             spliced.push((records.clone(), Source::File(k)));
         } else if records.len() >= SPLICE_MIN {
             let m = marker(0x5A, spliced.len());
