@@ -23,7 +23,8 @@
 //! [`protocol::SUPPORTED`], decodes the header, and hands the body to [`handlers::dispatch`],
 //! which decodes it with the `kafka-protocol` crate and calls `handlers::produce`. That resolves
 //! each partition, and `millrace_log::Log::append_as_leader` validates the batches (sizes, CRC32C,
-//! producer sequence), assigns offsets in place and appends them; the handler moves the high
+//! producer sequence), assigns offsets in copies of the batch headers and writes those and the
+//! request's records to the segment without copying the records; the handler moves the high
 //! watermark, wakes waiting fetches and answers. The response is encoded and queued to the
 //! connection's writer, in request order.
 

@@ -309,17 +309,23 @@ pub(crate) fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
 }
 
 /// Sets the timestamp type bit and `maxTimestamp`, then recomputes the CRC, which covers both.
-/// `batch` must hold the whole batch.
-pub(crate) fn set_max_timestamp(batch: &mut [u8], timestamp_type: TimestampType, timestamp: i64) {
-    let mut attributes = be_i16(batch, ATTRIBUTES_AT);
+/// `head` is the batch's first [`HEADER_SIZE`] bytes and `rest` all that follows them, so the
+/// head can be a copy being patched while the records stay where they are.
+pub(crate) fn set_max_timestamp(
+    head: &mut [u8],
+    rest: &[u8],
+    timestamp_type: TimestampType,
+    timestamp: i64,
+) {
+    let mut attributes = be_i16(head, ATTRIBUTES_AT);
     match timestamp_type {
         TimestampType::CreateTime => attributes &= !LOG_APPEND_TIME_FLAG,
         TimestampType::LogAppendTime => attributes |= LOG_APPEND_TIME_FLAG,
     }
-    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[CRC_START..]);
-    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    head[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    head[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[CRC_START..HEADER_SIZE]), rest);
+    head[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Fills in `batchLength` and the CRC of a batch whose other fields are written; `batch` is the
@@ -403,7 +409,8 @@ mod tests {
     #[test]
     fn set_max_timestamp_keeps_the_crc_valid() {
         let mut bytes = BatchBuilder::new(2).build();
-        set_max_timestamp(&mut bytes, TimestampType::LogAppendTime, 42);
+        let (head, rest) = bytes.split_at_mut(HEADER_SIZE);
+        set_max_timestamp(head, rest, TimestampType::LogAppendTime, 42);
         let header = BatchHeader::parse(&bytes).expect("valid batch");
         assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
         assert_eq!(header.max_timestamp(), 42);

@@ -35,10 +35,11 @@
 //!
 //! # The path of a produce and a fetch
 //!
-//! Produce: the broker hands [`Log::append_as_leader`] the request's records blob. Headers are
-//! validated (records are not decoded, except for key checks on compacted topics), offsets are
-//! assigned by rewriting each header in place, and the blob is written with one positioned
-//! write to the active segment; index entries are added every `index.interval.bytes`.
+//! Produce: the broker hands [`Log::append_as_leader`] the request's records blob, which the log
+//! never modifies. Headers are validated (records are not decoded, except for key checks on
+//! compacted topics), offsets are assigned in a copy of each header, and the copies and the
+//! untouched records go to the active segment in one positioned vectored write; index entries
+//! are added every `index.interval.bytes`.
 //!
 //! Fetch: [`Log::read`] finds the segment by base offset, the position by the offset index and
 //! a short header walk, and returns the stored bytes of whole batches with one positioned read.

@@ -6,26 +6,29 @@
 //!    timestamps); decode records only to check keys on a compacted topic.
 //! 2. Check idempotent batches against the producer state, in a scratch copy: a duplicate ends
 //!    the append with the original offsets.
-//! 3. Assign offsets and the leader epoch by rewriting headers in place (outside the CRC); for
+//! 3. Assign offsets and the leader epoch in a copy of each batch header (outside the CRC); for
 //!    `LogAppendTime` also stamp the max timestamp and recompute the CRC.
 //! 4. Roll if the active segment is full, too old, its index is full, or the offsets would not
 //!    fit its 32-bit relative offsets.
-//! 5. One positioned write; index entries; then commit producer state and the epoch cache.
+//! 5. One positioned vectored write of the patched headers and the request's untouched records;
+//!    index entries; then commit producer state and the epoch cache.
 //! 6. fsync if `flush.messages` is reached.
 //!
 //! Guarantees: a request is all or nothing (any invalid batch appends nothing; a failed write
 //! is cut off again). The one exception is an fsync failure under `flush.messages`: the data
 //! is then in the log but not known to be durable, and the error says so; as in Kafka, the
-//! broker should treat it as a failed log directory. Per request the blob is written once, from the caller's buffer; work and
-//! allocations are per batch header, not per record.
+//! broker should treat it as a failed log directory. Per request the records go from the
+//! caller's buffer (never modified, never copied) to the file in one write; work and allocations
+//! are per batch header, not per record.
 
 use std::{
     collections::BTreeMap,
     fs,
+    io::IoSlice,
     path::{Path, PathBuf},
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use validate::{validate_leader_batches, LeaderBatch};
 
@@ -116,6 +119,8 @@ struct Scratch {
     batches: Vec<LeaderBatch>,
     metas: Vec<BatchMeta>,
     pending: Vec<PendingProducer>,
+    /// Each batch's header as it will be stored: the request's, with offsets assigned.
+    heads: Vec<[u8; batch::HEADER_SIZE]>,
 }
 
 /// One partition's log: a directory of segments.
@@ -264,7 +269,7 @@ impl Log {
     /// See the module docs for the steps; on any error nothing is appended.
     pub fn append_as_leader(
         &mut self,
-        records: &mut BytesMut,
+        records: &[u8],
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
@@ -276,7 +281,7 @@ impl Log {
 
     fn append_as_leader_with(
         &mut self,
-        records: &mut BytesMut,
+        records: &[u8],
         leader_epoch: i32,
         now_ms: i64,
         s: &mut Scratch,
@@ -307,13 +312,19 @@ impl Log {
         }
         let last_offset = next - 1;
 
+        // The request buffer is left as it is: each header is copied and patched, and the
+        // write takes the patched headers and the untouched records side by side.
+        s.heads.clear();
         for (b, m) in s.batches.iter().zip(&s.metas) {
-            let bytes = &mut records[b.position..b.position + b.size];
-            batch::set_base_offset(bytes, m.last_offset - i64::from(b.record_count) + 1);
-            batch::set_partition_leader_epoch(bytes, leader_epoch);
+            let mut head = [0u8; batch::HEADER_SIZE];
+            head.copy_from_slice(&records[b.position..b.position + batch::HEADER_SIZE]);
+            batch::set_base_offset(&mut head, m.last_offset - i64::from(b.record_count) + 1);
+            batch::set_partition_leader_epoch(&mut head, leader_epoch);
             if let Some(timestamp_type) = b.rewrite_timestamp {
-                batch::set_max_timestamp(bytes, timestamp_type, b.max_timestamp);
+                let rest = &records[b.position + batch::HEADER_SIZE..b.position + b.size];
+                batch::set_max_timestamp(&mut head, rest, timestamp_type, b.max_timestamp);
             }
+            s.heads.push(head);
         }
 
         self.roll_if_needed(
@@ -331,7 +342,14 @@ impl Log {
         let active = segments
             .last_mut()
             .expect("a log always has an active segment");
-        active.append(records, &s.metas, config)?;
+        let mut pieces: Vec<IoSlice<'_>> = Vec::with_capacity(2 * s.batches.len());
+        for (b, head) in s.batches.iter().zip(&s.heads) {
+            pieces.push(IoSlice::new(head));
+            pieces.push(IoSlice::new(
+                &records[b.position + batch::HEADER_SIZE..b.position + b.size],
+            ));
+        }
+        active.append(&mut pieces, records.len(), &s.metas, config)?;
 
         for p in s.pending.drain(..) {
             self.producers.insert(p.producer_id, p.entry);
@@ -488,7 +506,7 @@ impl Log {
         let active = segments
             .last_mut()
             .expect("a log always has an active segment");
-        active.append(records, metas, config)?;
+        active.append(&mut [IoSlice::new(records)], records.len(), metas, config)?;
         if active.next_offset < expected {
             active.next_offset = expected;
         }

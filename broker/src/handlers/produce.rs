@@ -4,7 +4,6 @@
 //! complete as soon as the batch is in the log (and the high watermark moves with it). Durability
 //! against power loss follows `flush.messages`/`flush.ms`, as in Kafka.
 
-use bytes::BytesMut;
 use kafka_protocol::{
     messages::{
         produce_response::{PartitionProduceResponse, TopicProduceResponse},
@@ -83,11 +82,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
                 );
                 continue;
             };
-            // The log rewrites base offsets in place; the request buffer is shared, so copy once.
-            let mut batch = BytesMut::from(&records[..]);
+            // The records go from the request buffer to the segment file uncopied: the log
+            // writes its patched copy of each batch header beside them.
             let result = {
                 let mut log = partition.log.lock();
-                let r = log.append_as_leader(&mut batch, partition.leader_epoch(), now_ms());
+                let r = log.append_as_leader(&records, partition.leader_epoch(), now_ms());
                 if r.is_ok() {
                     let leo = log.log_end_offset();
                     log.set_high_watermark(leo);

@@ -48,8 +48,8 @@ fn put(log: &mut Log, entries: &[(&str, Option<&str>)]) -> i64 {
 
 /// Appends a batch and returns its first offset.
 fn put_batch(log: &mut Log, builder: BatchBuilder) -> i64 {
-    let mut bytes = builder.build();
-    let info = log.append_as_leader(&mut bytes, 0, NOW).expect("append");
+    let bytes = builder.build();
+    let info = log.append_as_leader(&bytes, 0, NOW).expect("append");
     let leo = log.log_end_offset();
     log.set_high_watermark(leo);
     info.first_offset
@@ -554,10 +554,10 @@ fn the_last_batch_of_an_idempotent_producer_survives_empty() {
     let mut log = open(dir.path(), config);
     let state = log.producer_state(7).expect("producer state");
     assert_eq!((state.last_seq, state.last_offset), (2, 2));
-    let mut retry = BatchBuilder::keyed(&[("k", Some("p1")), ("j", Some("p1"))])
+    let retry = BatchBuilder::keyed(&[("k", Some("p1")), ("j", Some("p1"))])
         .producer(7, 0, 1)
         .build();
-    let info = log.append_as_leader(&mut retry, 0, NOW).expect("retry");
+    let info = log.append_as_leader(&retry, 0, NOW).expect("retry");
     assert!(info.duplicate);
 }
 

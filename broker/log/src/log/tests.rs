@@ -33,16 +33,16 @@ fn reopen_clean(dir: &Path, config: LogConfig) -> Log {
 }
 
 fn append(log: &mut Log, builder: BatchBuilder) -> AppendInfo {
-    let mut bytes = builder.build();
-    let info = log.append_as_leader(&mut bytes, 0, NOW).expect("append");
+    let bytes = builder.build();
+    let info = log.append_as_leader(&bytes, 0, NOW).expect("append");
     let leo = log.log_end_offset();
     log.set_high_watermark(leo);
     info
 }
 
 fn try_append(log: &mut Log, builder: BatchBuilder) -> Result<AppendInfo, LogError> {
-    let mut bytes = builder.build();
-    log.append_as_leader(&mut bytes, 0, NOW)
+    let bytes = builder.build();
+    log.append_as_leader(&bytes, 0, NOW)
 }
 
 /// Reads the whole log, batch range by batch range, and decodes every record.
@@ -256,19 +256,17 @@ fn append_and_maybe_roll_roll_on_time() {
         !log.maybe_roll(NOW).expect("maybe_roll"),
         "an empty segment never rolls"
     );
-    let mut batch = BatchBuilder::new(1).build();
-    log.append_as_leader(&mut batch, 0, NOW).expect("append");
-    let mut batch = BatchBuilder::new(1).build();
-    log.append_as_leader(&mut batch, 0, NOW + 1000)
-        .expect("append");
+    let batch = BatchBuilder::new(1).build();
+    log.append_as_leader(&batch, 0, NOW).expect("append");
+    let batch = BatchBuilder::new(1).build();
+    log.append_as_leader(&batch, 0, NOW + 1000).expect("append");
     assert_eq!(
         log.segment_count(),
         1,
         "segment.ms must be exceeded, not reached"
     );
-    let mut batch = BatchBuilder::new(1).build();
-    log.append_as_leader(&mut batch, 0, NOW + 1001)
-        .expect("append");
+    let batch = BatchBuilder::new(1).build();
+    log.append_as_leader(&batch, 0, NOW + 1001).expect("append");
     assert_eq!(log.segment_count(), 2);
     assert!(!log.maybe_roll(NOW + 2001).expect("maybe_roll"));
     assert!(log.maybe_roll(NOW + 2002).expect("maybe_roll"));
@@ -471,9 +469,8 @@ fn log_append_time_rewrites_the_batch_and_keeps_the_crc_valid() {
     );
     let info = append(&mut log, BatchBuilder::new(3).timestamps(&[5, 6, 7]));
     assert_eq!(info.log_append_time, NOW);
-    let mut later = BatchBuilder::new(1).build();
-    log.append_as_leader(&mut later, 0, NOW + 10)
-        .expect("append");
+    let later = BatchBuilder::new(1).build();
+    log.append_as_leader(&later, 0, NOW + 10).expect("append");
     let bytes = log.read(0, 1 << 20, i64::MAX, false).expect("read");
     let headers: Vec<BatchHeader<'_>> = batch::batches(&bytes).map(|b| b.expect("batch")).collect();
     assert_eq!(headers[0].timestamp_type(), TimestampType::LogAppendTime);
@@ -495,6 +492,41 @@ fn log_append_time_rewrites_the_batch_and_keeps_the_crc_valid() {
     );
 }
 
+#[test]
+fn a_request_of_many_batches_is_stored_as_sent_but_for_offsets_and_epoch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), config());
+    append(&mut log, BatchBuilder::new(5));
+    // 700 batches are 1,400 pieces to write: more than one vectored write (IOV_MAX is 1,024).
+    let mut request = BytesMut::new();
+    for i in 0..700 {
+        request.extend_from_slice(&BatchBuilder::new(1 + i % 3).build());
+    }
+    let sent = request.clone();
+    let info = log.append_as_leader(&request, 7, NOW).expect("append");
+    assert_eq!(request, sent, "the log must not modify the caller's buffer");
+    assert_eq!(info.first_offset, 5);
+
+    let stored = log.read(5, 1 << 30, i64::MAX, false).expect("read");
+    assert_eq!(stored.len(), sent.len());
+    let mut next = 5;
+    let mut at = 0;
+    for (stored_batch, sent_batch) in batch::batches(&stored).zip(batch::batches(&sent)) {
+        let (stored_batch, sent_batch) = (stored_batch.expect("batch"), sent_batch.expect("batch"));
+        assert_eq!(stored_batch.base_offset(), next);
+        assert_eq!(stored_batch.partition_leader_epoch(), 7);
+        assert!(stored_batch.crc_valid());
+        let size = sent_batch.size();
+        // Base offset (0..8) and leader epoch (12..16) are assigned; every other byte is as sent.
+        assert_eq!(stored[at + 8..at + 12], sent[at + 8..at + 12]);
+        assert_eq!(stored[at + 16..at + size], sent[at + 16..at + size]);
+        next = stored_batch.last_offset() + 1;
+        at += size;
+    }
+    assert_eq!(at, sent.len());
+    assert_eq!(next, log.log_end_offset());
+}
+
 // ------------------------------------------------------------------- validation
 
 fn assert_nothing_appended(log: &Log) {
@@ -510,9 +542,7 @@ fn corrupt_batches_are_refused_whole() {
     let mut bad_crc = BatchBuilder::new(2).build();
     let last = bad_crc.len() - 1;
     bad_crc[last] ^= 0xff;
-    let err = log
-        .append_as_leader(&mut bad_crc, 0, NOW)
-        .expect_err("bad CRC");
+    let err = log.append_as_leader(&bad_crc, 0, NOW).expect_err("bad CRC");
     assert!(
         matches!(&err, LogError::CorruptRecord { reason } if reason.contains("CRC")),
         "{err}"
@@ -521,7 +551,7 @@ fn corrupt_batches_are_refused_whole() {
     let mut bad_magic = BatchBuilder::new(2).build();
     bad_magic[16] = 1;
     let err = log
-        .append_as_leader(&mut bad_magic, 0, NOW)
+        .append_as_leader(&bad_magic, 0, NOW)
         .expect_err("bad magic");
     assert!(
         matches!(&err, LogError::CorruptRecord { reason } if reason.contains("magic")),
@@ -532,7 +562,7 @@ fn corrupt_batches_are_refused_whole() {
     bad_delta[23..27].copy_from_slice(&5i32.to_be_bytes());
     fix_crc(&mut bad_delta);
     let err = log
-        .append_as_leader(&mut bad_delta, 0, NOW)
+        .append_as_leader(&bad_delta, 0, NOW)
         .expect_err("delta mismatch");
     assert!(
         matches!(&err, LogError::CorruptRecord { reason } if reason.contains("lastOffsetDelta")),
@@ -543,7 +573,7 @@ fn corrupt_batches_are_refused_whole() {
     bad_codec[22] |= 0x07;
     fix_crc(&mut bad_codec);
     let err = log
-        .append_as_leader(&mut bad_codec, 0, NOW)
+        .append_as_leader(&bad_codec, 0, NOW)
         .expect_err("codec 7");
     assert!(
         matches!(&err, LogError::CorruptRecord { reason } if reason.contains("compression")),
@@ -553,19 +583,19 @@ fn corrupt_batches_are_refused_whole() {
     let mut short_length = BatchBuilder::new(1).build();
     short_length.truncate(short_length.len() - 3);
     assert!(matches!(
-        log.append_as_leader(&mut short_length, 0, NOW),
+        log.append_as_leader(&short_length, 0, NOW),
         Err(LogError::CorruptRecord { .. })
     ));
 
     let mut trailing = BatchBuilder::new(1).build();
     trailing.extend_from_slice(&[0; 5]);
     assert!(matches!(
-        log.append_as_leader(&mut trailing, 0, NOW),
+        log.append_as_leader(&trailing, 0, NOW),
         Err(LogError::CorruptRecord { .. })
     ));
 
     assert!(matches!(
-        log.append_as_leader(&mut BytesMut::new(), 0, NOW),
+        log.append_as_leader(&[], 0, NOW),
         Err(LogError::InvalidRecord { .. })
     ));
 
@@ -575,7 +605,7 @@ fn corrupt_batches_are_refused_whole() {
     second[30] ^= 1;
     mixed.extend_from_slice(&second);
     assert!(matches!(
-        log.append_as_leader(&mut mixed, 0, NOW),
+        log.append_as_leader(&mixed, 0, NOW),
         Err(LogError::CorruptRecord { .. })
     ));
     assert_nothing_appended(&log);
@@ -591,10 +621,10 @@ fn oversized_batches_are_refused() {
             ..config()
         },
     );
-    let mut big = BatchBuilder::new(1).value_size(300).build();
+    let big = BatchBuilder::new(1).value_size(300).build();
     let size = big.len();
     assert!(matches!(
-        log.append_as_leader(&mut big, 0, NOW),
+        log.append_as_leader(&big, 0, NOW),
         Err(LogError::RecordTooLarge { size: s, max: 200 }) if s == size
     ));
     assert_nothing_appended(&log);
@@ -731,15 +761,13 @@ fn sequence_and_epoch_rules() {
     let mut request = BatchBuilder::new(1).producer(1, 1, 1).build();
     request.extend_from_slice(&BatchBuilder::new(1).producer(1, 1, 3).build());
     assert!(matches!(
-        log.append_as_leader(&mut request, 0, NOW),
+        log.append_as_leader(&request, 0, NOW),
         Err(LogError::OutOfOrderSequence { expected: 2, .. })
     ));
     assert_eq!(log.producer_state(1).map(|p| p.last_seq), Some(0));
     let mut request = BatchBuilder::new(1).producer(1, 1, 1).build();
     request.extend_from_slice(&BatchBuilder::new(2).producer(1, 1, 2).build());
-    let info = log
-        .append_as_leader(&mut request, 0, NOW)
-        .expect("in order");
+    let info = log.append_as_leader(&request, 0, NOW).expect("in order");
     assert_eq!((info.first_offset, info.last_offset), (4, 6));
     assert_eq!(
         log.producer_state(1).map(|p| (p.last_seq, p.last_offset)),
@@ -1183,9 +1211,8 @@ fn leader_epochs_are_cached_and_checkpointed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = open(dir.path(), config());
     for (epoch, records) in [(0, 2), (0, 1), (3, 2), (5, 1)] {
-        let mut bytes = BatchBuilder::new(records).build();
-        log.append_as_leader(&mut bytes, epoch, NOW)
-            .expect("append");
+        let bytes = BatchBuilder::new(records).build();
+        log.append_as_leader(&bytes, epoch, NOW).expect("append");
     }
     assert_eq!(log.leader_epoch_cache(), &[(0, 0), (3, 3), (5, 5)]);
     let stored = log.read(3, 1, i64::MAX, true).expect("read");
@@ -1252,10 +1279,8 @@ fn follower_append_copies_batches_with_their_offsets() {
     let leader_dir = tempfile::tempdir().expect("tempdir");
     let mut leader = open(leader_dir.path(), config());
     for (epoch, seq) in [(1, 0), (1, 2), (4, 4)] {
-        let mut bytes = BatchBuilder::new(2).producer(5, 0, seq).build();
-        leader
-            .append_as_leader(&mut bytes, epoch, NOW)
-            .expect("append");
+        let bytes = BatchBuilder::new(2).producer(5, 0, seq).build();
+        leader.append_as_leader(&bytes, epoch, NOW).expect("append");
     }
     let fetched = leader.read(0, 1 << 20, i64::MAX, false).expect("read");
 

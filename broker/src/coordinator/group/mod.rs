@@ -578,7 +578,7 @@ impl GroupLog for OffsetsLog {
         .map_err(|e| GroupError::Storage(e.to_string()))?;
         let result = {
             let mut log = partition.log.lock();
-            let r = log.append_as_leader(&mut buf, partition.leader_epoch(), now_ms);
+            let r = log.append_as_leader(&buf, partition.leader_epoch(), now_ms);
             if r.is_ok() {
                 // A single node is the whole ISR: the write is committed once appended.
                 let leo = log.log_end_offset();
