@@ -38,6 +38,11 @@ const READ_AHEAD: usize = 8;
 const WRITE_BEHIND: usize = 8;
 /// Largest single growth of a request buffer while its frame arrives.
 const READ_CHUNK: usize = 1 << 20;
+/// Largest buffer given to a frame before its bytes arrive: room for the usual largest request,
+/// a produce of about 1 MiB (`batch.size`/`max.request.size` at their usual limits, plus the
+/// request's own header), so that it is read into one buffer that never moves. Larger frames
+/// grow by [`READ_CHUNK`] as they arrive; growing copies what was read.
+const FIRST_BUFFER: usize = 4 << 20;
 
 /// Serves a connection accepted on the listener called `listener` until the client closes it,
 /// it misbehaves, it idles out, or shutdown.
@@ -151,8 +156,9 @@ async fn read_frames(
                 .inc();
             return;
         }
-        // Grow the buffer as bytes arrive rather than trusting the prefix with memory up front.
-        let mut buf = BytesMut::with_capacity(len.min(READ_CHUNK));
+        // Past FIRST_BUFFER, grow the buffer as bytes arrive rather than trusting the prefix
+        // with memory up front.
+        let mut buf = BytesMut::with_capacity(len.min(FIRST_BUFFER));
         while buf.len() < len {
             let want = len - buf.len();
             buf.reserve(want.min(READ_CHUNK));
