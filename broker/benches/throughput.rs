@@ -13,7 +13,10 @@
 //!    in the page cache);
 //! 3. produce latency percentiles (send call to delivery report) at half the rate measured in 1,
 //!    for 1 KiB records, acks=1 and acks=all;
-//! 4. the broker's resident memory (VmRSS, and the peak VmHWM) after the 1 KiB runs.
+//! 4. the broker's resident memory (VmRSS, and the peak VmHWM) after the 1 KiB runs;
+//! 5. before all that, what writing the page cache costs the machine at that moment (see
+//!    [`page_cache_write_cost`]): every produced byte is such a write, and on a VM that gives
+//!    free memory back to its host this cost varies tenfold from hour to hour.
 //!
 //! The producer is configured as a throughput-minded user would configure librdkafka (see
 //! [`producer_config`]); nothing is compressed, and values are incompressible.
@@ -526,6 +529,38 @@ fn latency_run(
     }
 }
 
+/// What writing into the page cache costs this machine, in ms per GiB: `(fresh, recycled)`.
+/// `fresh` writes `len` bytes (512 MiB in a full run) into a new file in `dir`; the file is then
+/// deleted, which frees its pages, and `recycled` writes as much again at once, into the pages
+/// just freed.
+///
+/// Every byte the broker appends is such a write. On a bare machine both figures are a memory
+/// copy and the kernel's page bookkeeping, a few hundred ms per GiB at most. In a VM that hands
+/// free memory back to its host (virtio free page reporting, as on the project's machines) the
+/// first touch of a page the host took back is also a fault in the host, and `fresh` can be
+/// several times `recycled`: the broker then pays that for every new byte of log.
+fn page_cache_write_cost(dir: &std::path::Path, len: usize) -> (f64, f64) {
+    use std::io::Write;
+    let chunk = vec![0x5a_u8; 1 << 20];
+    let write = |name: &str| {
+        let path = dir.join(name);
+        let mut file = std::fs::File::create(&path).expect("create the page-cost probe file");
+        let start = Instant::now();
+        for _ in 0..len / chunk.len() {
+            file.write_all(&chunk)
+                .expect("write the page-cost probe file");
+        }
+        let elapsed = start.elapsed();
+        drop(file);
+        // Deleted before writeback gets to most of it.
+        std::fs::remove_file(&path).expect("remove the page-cost probe file");
+        elapsed.as_secs_f64() * 1000.0 * ((1u64 << 30) as f64 / len as f64)
+    };
+    let fresh = write("page-cost-fresh");
+    let recycled = write("page-cost-recycled");
+    (fresh, recycled)
+}
+
 /// (VmRSS, VmHWM) of `pid` in MiB, from /proc.
 fn memory_mib(pid: u32) -> (f64, f64) {
     let status =
@@ -556,6 +591,12 @@ fn main() {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_millrace").into());
     let parent = std::env::var_os("MILLRACE_BENCH_DIR").map(PathBuf::from);
     let broker = Broker::start_binary(binary.clone(), parent.as_deref(), &[]);
+    let (fresh_ms, recycled_ms) =
+        page_cache_write_cost(&broker.data_dir(), if smoke { 16 << 20 } else { 512 << 20 });
+    eprintln!(
+        "page cost: writing the page cache takes {fresh_ms:.0} ms per GiB into fresh pages, \
+         {recycled_ms:.0} ms per GiB into recycled ones"
+    );
     let pid = broker.pid();
     let (rss_start, _) = memory_mib(pid);
     // Client and broker need the machine to themselves: say how busy it was at the start.
@@ -703,6 +744,12 @@ fn main() {
     }
     println!();
     println!(
+        "page cost at the start: writing the page cache took {fresh_ms:.0} ms per GiB into fresh pages, \
+         {recycled_ms:.0} ms per GiB into recycled ones (each byte produced is such a write: \
+         at 1.1 GB/s into fresh pages, {:.0}% of a core)",
+        fresh_ms * 1.1e9 / (1u64 << 30) as f64 / 10.0
+    );
+    println!(
         "broker RSS: {rss_start:.1} MiB at start, {rss_after_1k:.1} MiB after {} x 1 KiB records (target < 200 MB), \
          {rss_end:.1} MiB at the end (peak {hwm_end:.1} MiB)",
         warmup_records + settings.records_1k
@@ -728,6 +775,7 @@ fn main() {
                 "broker_cpu_percent": l.broker_cpu, "client_cpu_percent": l.client_cpu,
                 "other_processes_cpu_percent": l.other_cpu,
             })).collect::<Vec<_>>(),
+            "page_cache_write_ms_per_gib": { "fresh": fresh_ms, "recycled": recycled_ms },
             "rss_mib": {
                 "start": rss_start, "after_1k_run": rss_after_1k,
                 "records_before_after_1k_run": warmup_records + settings.records_1k,
