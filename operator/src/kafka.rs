@@ -56,6 +56,17 @@ pub struct KafkaAdmins {
     admins: Arc<Mutex<HashMap<String, Arc<ClusterAdmin>>>>,
 }
 
+impl KafkaAdmins {
+    /// Lets go of the admin of the cluster at `bootstrap`, for a deleted Cluster. Its queue
+    /// workers and its connection end once the last pass still holding it is done.
+    pub fn forget(&self, bootstrap: &str) {
+        self.admins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(bootstrap);
+    }
+}
+
 impl AdminSource for KafkaAdmins {
     type Admin = ClusterAdmin;
 
@@ -384,5 +395,36 @@ async fn drain<T, F, Fut>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_forgotten_admin_ends_its_workers() {
+        let admins = KafkaAdmins::default();
+        // Nothing listens here; the admin connects only when asked, and is never asked.
+        let admin = admins.admin("127.0.0.1:9");
+        assert!(Arc::ptr_eq(&admin, &admins.admin("127.0.0.1:9")));
+        // The two queue workers hold the connection slot while they run.
+        let connection = Arc::downgrade(&admin.connection);
+        assert_eq!(connection.strong_count(), 3);
+
+        admins.forget("127.0.0.1:9");
+        assert!(!Arc::ptr_eq(&admin, &admins.admin("127.0.0.1:9")));
+        admins.forget("127.0.0.1:9");
+        drop(admin);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while connection.strong_count() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the workers still run: {} holders of the connection",
+                connection.strong_count()
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(admins.admins.lock().expect("lock").is_empty());
     }
 }

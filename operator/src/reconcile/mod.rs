@@ -330,6 +330,9 @@ async fn write_status(
 async fn cleanup(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
     let name = cluster.name_any();
     let ns = cluster.namespace().unwrap_or_default();
+    if let (Some(admins), Ok(bootstrap)) = (&ctx.kafka, bootstrap_servers_for(cluster, None)) {
+        admins.forget(&bootstrap);
+    }
     let names = crate::model::Names::new(&name, &ns);
     let crbs: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
     match crbs
