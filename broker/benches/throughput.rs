@@ -16,7 +16,7 @@
 //! 4. the broker's resident memory (VmRSS, and the peak VmHWM) after the 1 KiB runs;
 //! 5. before all that, what writing the page cache costs the machine at that moment (see
 //!    [`page_cache_write_cost`]): every produced byte is such a write, and on a VM that gives
-//!    free memory back to its host this cost varies tenfold from hour to hour.
+//!    free memory back to its host this cost varied tenfold from one run to the next.
 //!
 //! The producer is configured as a throughput-minded user would configure librdkafka (see
 //! [`producer_config`]); nothing is compressed, and values are incompressible.
@@ -595,11 +595,12 @@ fn latency_run(
 /// deleted, which frees its pages, and `recycled` writes as much again at once, into the pages
 /// just freed.
 ///
-/// Every byte the broker appends is such a write. On a bare machine both figures are a memory
-/// copy and the kernel's page bookkeeping, a few hundred ms per GiB at most. In a VM that hands
-/// free memory back to its host (virtio free page reporting, as on the project's machines) the
-/// first touch of a page the host took back is also a fault in the host, and `fresh` can be
-/// several times `recycled`: the broker then pays that for every new byte of log.
+/// Every byte the broker appends is such a write. While the memory is the guest's own, both
+/// figures are a copy plus the kernel's page bookkeeping: about 200 ms per GiB each on the
+/// project's machines. They are Firecracker VMs with virtio free page reporting, which hands free
+/// memory back to the host; the first touch of a page the host took back is also a fault in the
+/// host, and `fresh` has read up to 2,479 ms per GiB. The broker pays that for every new byte
+/// of log.
 fn page_cache_write_cost(dir: &std::path::Path, len: usize) -> (f64, f64) {
     use std::io::Write;
     let chunk = vec![0x5a_u8; 1 << 20];
